@@ -1,0 +1,119 @@
+# etsd build. `make` builds build/etsd and one static library per layer;
+# `make test` installs what is missing, then runs every Check and Common Test suite.
+
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O2
+SAN      ?=
+EI_DIR    = $(lastword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
+CFLAGS   += -std=c11 -Wall -Wextra -Werror $(OPT) -g -D_GNU_SOURCE -D_REENTRANT -pthread \
+            -I. -I$(EI_DIR)/include $(SAN)
+LDFLAGS  += -pthread $(SAN)
+LIBS      = -L$(EI_DIR)/lib -lei -luv -lz -lm
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+TERM_SRC  = $(wildcard term/*.c)
+STORE_SRC = $(wildcard store/*.c)
+CNODE_SRC = $(filter-out cnode/main.c,$(wildcard cnode/*.c))
+TEST_SRC  = $(wildcard test/check_*.c)
+TOOL_SRC  = $(wildcard test/tools/*.c)
+BENCH_SRC = $(wildcard bench/*.c)
+FUZZ_SRC  = $(wildcard test/fuzz/fuzz_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBTERM  = $(BUILD)/libterm.a
+LIBSTORE = $(BUILD)/libstore.a
+LIBCNODE = $(BUILD)/libcnode.a
+# Link order: each layer uses only the ones after it.
+LAYERS   = $(LIBCNODE) $(LIBSTORE) $(LIBTERM)
+
+.PHONY: all check ct test deps asan fuzz fuzz-build bench demo clean
+all: $(BUILD)/etsd $(LAYERS) $(patsubst test/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBTERM): $(call obj,$(TERM_SRC))
+$(LIBSTORE): $(call obj,$(STORE_SRC))
+$(LIBCNODE): $(call obj,$(CNODE_SRC))
+$(LAYERS):
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/etsd: $(call obj,cnode/main.c) $(LAYERS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# Helper programs the test suites drive (port programs, vector converters).
+$(BUILD)/%: $(BUILD)/obj/test/tools/%.o $(LAYERS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# check_main.c runs every suite; the list is generated from the
+# `Suite *x_suite(void)` constructors found in test/check_*.c.
+$(BUILD)/gen/suites.h: $(TEST_SRC)
+	@mkdir -p $(dir $@)
+	sed -n 's/^Suite \*\([a-z0-9_]*\)_suite(void).*/SUITE(\1)/p' $(filter-out test/check_main.c,$(TEST_SRC)) > $@.tmp
+	mv $@.tmp $@
+
+$(BUILD)/obj/test/check_main.o: $(BUILD)/gen/suites.h
+$(BUILD)/obj/test/%.o: CFLAGS += -I$(BUILD)/gen -Wno-unused-parameter
+
+# Fuzz regression inputs replay under the ordinary build, so every crash
+# a fuzzer ever found stays a test.
+FUZZ_REPLAY = $(patsubst test/fuzz/%.c,$(BUILD)/replay_%,$(FUZZ_SRC))
+$(BUILD)/replay_%: $(BUILD)/obj/test/fuzz/%.o $(BUILD)/obj/test/fuzz/replay_main.o $(LAYERS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/check_etsd: $(call obj,$(TEST_SRC)) $(LAYERS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CHECK_LIBS)
+
+check: all $(BUILD)/check_etsd $(FUZZ_REPLAY)
+	$(BUILD)/check_etsd
+	@for r in $(FUZZ_REPLAY); do \
+	  t=$${r#$(BUILD)/replay_fuzz_}; \
+	  $$r test/fuzz/seeds/$$t test/fuzz/regress/$$t || exit 1; done
+
+ct: all
+	ETSD_ROOT=$(CURDIR) ETSD_BUILD=$(CURDIR)/$(BUILD) rebar3 ct $(CT_ARGS)
+
+deps:
+	@bash test/install-deps.sh
+
+# The one test command: README.md and .ci/run both call it.
+test: deps
+	$(MAKE) check
+	$(MAKE) ct
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check
+
+# libFuzzer targets: clang, ASan and UBSan. FUZZ_SECONDS per target (default 600).
+FUZZ_SECONDS ?= 600
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
+	  $(LAYERS:$(BUILD)/%=build-fuzz/%)
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=c11 -g -O1 -I. -I$(EI_DIR)/include -fsanitize=fuzzer,address,undefined \
+	    -o build-fuzz/$$n $$f $(LAYERS:$(BUILD)/%=build-fuzz/%) $(LIBS) -pthread || exit 1; done
+fuzz: fuzz-build
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); t=$${n#fuzz_}; \
+	  mkdir -p build-fuzz/corpus/$$t test/fuzz/regress/$$t; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=test/fuzz/regress/$$t/ \
+	    build-fuzz/corpus/$$t test/fuzz/seeds/$$t || exit 1; done
+
+BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench_%,$(BENCH_SRC))
+$(BUILD)/bench_%: $(BUILD)/obj/bench/%.o $(LAYERS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+bench: all $(BENCH_BIN)
+	@bash bench/run.sh
+
+demo: deps all
+	@bash erlang_test/demo.sh
+
+clean:
+	rm -rf build build-asan build-fuzz _build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
