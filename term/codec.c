@@ -851,7 +851,31 @@ static int check_children(const uint8_t *p, const uint8_t *end, uint64_t n, int 
 static int check_term(const uint8_t *p, const uint8_t *end, int depth, const uint8_t **next)
 {
     term_hdr_t h;
-    if (depth > TERM_MAX_DEPTH || term_int_hdr(p, (size_t)(end - p), &h) < 0)
+    size_t left = (size_t)(end - p);
+    if (depth > TERM_MAX_DEPTH)
+        return 0;
+    /* The tags of records (tuples of binaries and small integers) first,
+     * without the general header decoder: this loop is the hot path. */
+    if (left >= 2) {
+        switch (p[0]) {
+        case TERM_TAG_BINARY: {
+            if (left < 5 || term_be32(p + 1) > left - 5)
+                return 0;
+            *next = p + 5 + term_be32(p + 1);
+            return 1;
+        }
+        case TERM_TAG_SMALL_INTEGER:
+            *next = p + 2;
+            return 1;
+        case TERM_TAG_SMALL_TUPLE:
+            if (p[1] > left - 2)
+                return 0;
+            return check_children(p + 2, end, p[1], depth + 1, next);
+        default:
+            break;
+        }
+    }
+    if (term_int_hdr(p, left, &h) < 0)
         return 0;
     switch (h.type) {
     case TERM_T_TUPLE:
