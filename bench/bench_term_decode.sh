@@ -28,4 +28,5 @@ erl -noshell -eval '
 cat "$tmp/beam.txt" "$tmp/c.txt"
 beam=$(awk '/beam_binary_to_term_ms/ {print $2}' "$tmp/beam.txt")
 c=$(awk '/c_canon_ms/ {print $2}' "$tmp/c.txt")
-awk -v b="$beam" -v c="$c" 'BEGIN { printf "ratio_beam_over_c %.1f\n", b / c }'
+fresh=$(awk '/c_canon_fresh_ms/ {print $2}' "$tmp/c.txt")
+awk -v b="$beam" -v c="$c" -v f="$fresh" 'BEGIN { printf "ratio_beam_over_c %.1f\nratio_beam_over_c_fresh %.1f\n", b / c, b / f }'
