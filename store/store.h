@@ -66,6 +66,10 @@ int store_tab2list(store_table_t *t, term_buf_t *out);
 int store_ets_call(store_t *s, const char *fun, const void *args, size_t len,
                    term_buf_t *out);
 
+/* The node name (an atom's text) that ets:info(T, node) and node() in
+ * match specifications answer; default nonode@nohost. Process-wide. */
+void store_set_node(const char *node);
+
 /* ---- Durability notes -------------------------------------------------- */
 /* store_open(): errbuf (may be NULL) is set to "" on success, or to a
  * one-line message worth logging when recovery cut a torn log tail (the
