@@ -381,7 +381,7 @@ int store_file2tab_mem(store_t *s, const void *data, size_t len, int verify,
     rc = dl_next(buf, len, &off, &it, &why);
     if (rc <= 0) {
         if (rc == 0)
-            why = "no header item";
+            why = "truncated: no header item";
         goto bad;
     }
     rc = term_canon(it.p, it.len, &tb);

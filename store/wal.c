@@ -282,11 +282,12 @@ int wal_sync(store_durable_t *d)
     return 0;
 }
 
-/* Writes all of buf at the log's end. */
-static int wal_write_all(int fd, const uint8_t *p, size_t n)
+/* Writes all of buf at offset off. pwrite, not write: the log's end is
+ * what we say it is, whatever the file offset. */
+static int wal_write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -296,6 +297,7 @@ static int wal_write_all(int fd, const uint8_t *p, size_t n)
             return -EIO;
         p += w;
         n -= (size_t)w;
+        off += (uint64_t)w;
     }
     return 0;
 }
@@ -314,15 +316,14 @@ static int wal_append(store_t *s, wal_type_t type, const char *table,
                         payload, plen, 0);
     if (rc < 0)
         return rc;
-    rc = wal_write_all(d->log_fd, d->scratch.data, d->scratch.len);
+    rc = wal_write_all(d->log_fd, d->scratch.data, d->scratch.len, d->log_end);
     if (rc == 0 && d->policy == STORE_FSYNC_ALWAYS && fdatasync(d->log_fd) < 0)
         rc = -errno;
     if (rc < 0) {
         /* Part of the record may be on disk. Cut it off, or the next append
          * would follow garbage and recovery would see damage mid-log. If
          * even that fails, refuse all later writes rather than risk it. */
-        if (ftruncate(d->log_fd, (off_t)d->log_end) < 0 ||
-            lseek(d->log_fd, (off_t)d->log_end, SEEK_SET) < 0)
+        if (ftruncate(d->log_fd, (off_t)d->log_end) < 0)
             d->broken = 1;
         return rc;
     }
