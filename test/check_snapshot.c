@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -508,6 +510,76 @@ START_TEST(snapshot_alloc_failure_keeps_old_state)
 }
 END_TEST
 
+/* ---- Appends ----------------------------------------------------------- */
+
+START_TEST(append_failure_leaves_no_partial_record)
+{
+    /* A file size limit makes the kernel write part of the record and
+     * refuse the rest (EFBIG): a real short write, no mock. */
+    fill(3, 0);
+    store_t *s = open_ok(STORE_FSYNC_ALWAYS);
+    store_table_t *t = store_table_find(s, "t");
+    long before = file_size(WAL_LOG_FILE);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, lim;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)before + 100;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    term_buf_t b;
+    term_buf_init(&b);
+    static char big[1000];
+    term_put_tuple(&b, 2);
+    term_put_long(&b, 9);
+    term_put_binary(&b, big, sizeof big);
+    ck_assert_int_eq(store_insert(t, b.data, b.len), -EFBIG);
+    term_buf_release(&b);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    ck_assert_int_eq(file_size(WAL_LOG_FILE), before);
+    ck_assert_uint_eq(store_table_size(t), 3);
+    put(t, 4, 40);
+    store_free(s);
+    s = open_ok(STORE_FSYNC_ALWAYS);
+    ck_assert_str_eq(err, "");
+    t = store_table_find(s, "t");
+    ck_assert_uint_eq(store_table_size(t), 4);
+    ck_assert_int_eq(get(t, 9), -1);
+    ck_assert_int_eq(get(t, 4), 40);
+    store_free(s);
+}
+END_TEST
+
+START_TEST(insert_alloc_failure_on_durable_store_logs_nothing)
+{
+    fill(3, 0);
+    store_t *s = open_ok(STORE_FSYNC_ALWAYS);
+    store_table_t *t = store_table_find(s, "t");
+    long before = file_size(WAL_LOG_FILE);
+    term_buf_t b;
+    term_buf_init(&b);
+    static char big[5000]; /* larger than the journal's reusable buffer */
+    term_put_tuple(&b, 2);
+    term_put_long(&b, 9);
+    term_put_binary(&b, big, sizeof big);
+    for (long k = 1;; k++) {
+        mem_fail_after(k);
+        int rc = store_insert(t, b.data, b.len);
+        mem_fail_after(0);
+        if (rc == 0)
+            break;
+        ck_assert_int_eq(rc, -ENOMEM);
+        ck_assert_int_eq(file_size(WAL_LOG_FILE), before);
+        ck_assert_uint_eq(store_table_size(t), 3);
+    }
+    term_buf_release(&b);
+    ck_assert_int_gt(file_size(WAL_LOG_FILE), before);
+    store_free(s);
+    s = open_ok(STORE_FSYNC_ALWAYS);
+    ck_assert_uint_eq(store_table_size(store_table_find(s, "t")), 4);
+    store_free(s);
+}
+END_TEST
+
 Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -534,6 +606,11 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, bad_log_magic_returns_ebadmsg);
     tcase_add_test(tc, corrupt_snapshot_returns_ebadmsg);
     tcase_add_test(tc, truncated_snapshot_returns_ebadmsg);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("append");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, append_failure_leaves_no_partial_record);
+    tcase_add_test(tc, insert_alloc_failure_on_durable_store_logs_nothing);
     suite_add_tcase(s, tc);
     tc = tcase_create("misc");
     tcase_add_checked_fixture(tc, setup, teardown);
