@@ -908,7 +908,22 @@ static int run_select(ectx_t *x, store_table_t *t, match_spec_t *ms, sel_mode_t 
     selctx_t c = {ms, &x->tmp, 0, mode, t, &x->tmp2};
     term_buf_reset(&x->tmp);
     term_buf_reset(&x->tmp2);
-    int rc = store_table_foreach(t, select_cb, &c);
+    const char *keys[16];
+    size_t lens[16], nk;
+    int rc = 0;
+    if (match_bound_keys(ms, store_table_keypos(t), keys, lens, 16, &nk)) {
+        for (size_t i = 0; i < nk && rc == 0; i++) {
+            int dup = 0;
+            for (size_t j = 0; j < i; j++)
+                dup |= lens[j] == lens[i] && memcmp(keys[j], keys[i], lens[i]) == 0;
+            const char *o;
+            size_t olen;
+            if (!dup && store_table_get(t, keys[i], lens[i], &o, &olen))
+                rc = select_cb(&c, o, olen);
+        }
+    } else {
+        rc = store_table_foreach(t, select_cb, &c);
+    }
     if (rc < 0)
         return rc;
     if (x->tmp.err || x->tmp2.err)
