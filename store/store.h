@@ -86,9 +86,9 @@ void store_set_node(const char *node);
 
 /* Writes t to path in the format of ets:tab2file/3 with the extended_info
  * the flags ask for, so that ets:file2tab(Path, [{verify, true}]) on BEAM
- * recreates it (a named, public set). The file is written to Path.tmp,
- * fsynced and renamed. Returns 0, -EINVAL for bad flags, or a negative
- * errno from the file system. */
+ * recreates it (a named set with t's protection). The file is written to
+ * Path.tmp, fsynced and renamed. Returns 0, -EINVAL for bad flags, or a
+ * negative errno from the file system. */
 int store_tab2file(store_table_t *t, const char *path, unsigned flags);
 
 /* The same file contents, appended to out. On error out may hold a part
