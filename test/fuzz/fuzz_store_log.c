@@ -81,6 +81,15 @@ static size_t shape(store_t *s)
     return sum;
 }
 
+static void remove_dir(void)
+{
+    drop_file(WAL_LOG_FILE);
+    drop_file(WAL_SNAP_FILE);
+    drop_file(WAL_SNAP_TMP);
+    drop_file(WAL_LOCK_FILE);
+    rmdir(dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[512];
@@ -89,6 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(dir, sizeof dir, "%s/etsd-fuzz-log-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(dir))
             abort();
+        atexit(remove_dir);
     }
     size_t snap = 0;
     int fix = 0;
