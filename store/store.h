@@ -79,6 +79,10 @@ void store_set_node(const char *node);
  * On a memory-only store store_snapshot() returns -EINVAL and store_flush()
  * returns 0. Both block on fsync: run them off the event loop if needed. */
 
+/* Bytes in the log since the last snapshot (0 for a memory-only store), so
+ * the caller can snapshot when the log grows past a threshold. */
+uint64_t store_log_bytes(store_t *s);
+
 /* ---- ets:tab2file format ----------------------------------------------- */
 
 #define STORE_T2F_OBJECT_COUNT 1u  /* {extended_info, [object_count]} */
