@@ -34,7 +34,7 @@ tool() -> etsd_test_lib:tool_path("store_crash").
 
 kill9_at_random_moments_loses_no_acknowledged_write(Config) ->
     Dir = ?config(data_dir_path, Config),
-    Seed = erlang:unique_integer([positive]),
+    Seed = erlang:phash2({erlang:system_time(), os:getpid()}) + 1,
     rand:seed(exsss, {Seed, Seed * 7, Seed * 13}),
     ct:log("rand seed ~p", [Seed]),
     {Next, Acked, Notes} = cycles(Dir, ?CYCLES, 1, 0, 0),
