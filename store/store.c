@@ -526,6 +526,80 @@ static int table_put(store_table_t *t, const void *obj, size_t len,
     return 0;
 }
 
+int store_table_put_batch(store_table_t *t, const void *objs, size_t len, size_t count)
+{
+    if (count == 0)
+        return 0;
+    if (count > SIZE_MAX / 4 / sizeof(sobj_t *) || len > SIZE_MAX / 2)
+        return -ENOMEM;
+    /* Room in the slot array first, then every object: after that nothing
+     * can fail but the journal. */
+    while ((t->count + count) * 4 > t->cap * 3) {
+        int rc = table_grow(t);
+        if (rc < 0)
+            return rc;
+    }
+    sobj_t **os = mem_alloc(count * sizeof(*os));
+    if (!os)
+        return -ENOMEM;
+    const char *p = objs;
+    size_t off = 0, n, used;
+    int rc = 0;
+    for (n = 0; n < count; n++) {
+        const char *key;
+        size_t klen;
+        if (term_skip(p + off, len - off, &used) < 0 || used > UINT32_MAX ||
+            store_obj_key(p + off, used, t->keypos, &key, &klen) < 0) {
+            rc = -EINVAL;
+            break;
+        }
+        os[n] = obj_alloc(t, sizeof(sobj_t) + used);
+        if (!os[n]) {
+            rc = -ENOMEM;
+            break;
+        }
+        if ((uintptr_t)os[n] & ~SLOT_PTR) {
+            os[n]->len = (uint32_t)used;
+            obj_free(t, os[n]);
+            rc = -ENOMEM;
+            break;
+        }
+        os[n]->len = (uint32_t)used;
+        os[n]->hash = key_hash(key, klen);
+        memcpy(os[n]->data, p + off, used);
+        off += used;
+    }
+    size_t linked = 0;
+    if (rc == 0) {
+        for (; linked < count; linked++) {
+            sobj_t *o = os[linked];
+            if (!t->s->replaying) {
+                rc = store_journal_put(t->s, t->name, o->data, o->len);
+                if (rc < 0)
+                    break;
+            }
+            const char *key;
+            size_t klen;
+            store_obj_key(o->data, o->len, t->keypos, &key, &klen);
+            size_t i = probe(t, key, klen, o->hash);
+            sobj_t *old = slot_obj(t->slots[i]);
+            if (old) {
+                t->data_bytes -= old->len;
+                obj_free(t, old);
+            } else {
+                t->count++;
+            }
+            t->slots[i] = slot_make(o);
+            t->data_bytes += o->len;
+        }
+        n = count;
+    }
+    for (size_t i = linked; i < n; i++)
+        obj_free(t, os[i]);
+    mem_free(os);
+    return rc;
+}
+
 int store_table_put(store_table_t *t, const void *obj, size_t len)
 {
     const char *key;
