@@ -88,6 +88,10 @@ typedef struct wal_rec {
  * not a valid record (CRC, length, type or body damage). */
 int wal_decode(const void *buf, size_t len, wal_rec_t *rec);
 
+/* wal_decode() without the CRC check, for bytes wal_decode() accepted
+ * before and that have not changed since. */
+int wal_decode_trusted(const void *buf, size_t len, wal_rec_t *rec);
+
 /* Whether some offset in buf[0..len) starts a complete, valid record with a
  * seq greater than after_seq. Recovery uses this to tell a torn tail (only
  * garbage after the damage) from damage in the middle of the log. */
