@@ -115,31 +115,12 @@ static int apply_record(store_t *s, const wal_rec_t *r, const char **why)
 
 /* ---- Snapshot ---------------------------------------------------------- */
 
-static size_t gcd(size_t a, size_t b)
-{
-    while (b) {
-        size_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* Applies the PUT records at offs[0..n) in an order far from the one they
- * were written in. A snapshot holds a table in its hash-slot order, and
- * inserting keys in another table's slot order into a growing table with
- * linear probing builds long clusters (measured: 700k users took 19 s to
- * load in order, under 1 s in this order). Stepping by a stride coprime
- * with n near n/phi visits every record once, scattered. */
+ * were written in, the table's hash-slot order (see wal_scatter_stride()). */
 static int apply_scattered(store_t *s, const mapped_t *m, const size_t *offs,
                            size_t n, size_t *bad_off, const char **why)
 {
-    size_t step = 1;
-    if (n > 2) {
-        step = (size_t)((double)n * 0.6180339887) | 1;
-        while (gcd(step, n) != 1)
-            step++;
-    }
+    size_t step = wal_scatter_stride(n);
     size_t j = 0;
     for (size_t k = 0; k < n; k++) {
         wal_rec_t r;

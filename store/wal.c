@@ -245,6 +245,23 @@ int wal_valid_record_follows(const void *buf, size_t len, uint64_t after_seq)
     return 0;
 }
 
+size_t wal_scatter_stride(size_t n)
+{
+    if (n <= 2)
+        return 1;
+    size_t step = (size_t)((double)n * 0.6180339887) | 1;
+    for (;; step++) {
+        size_t a = step, b = n;
+        while (b) {
+            size_t t = a % b;
+            a = b;
+            b = t;
+        }
+        if (a == 1)
+            return step;
+    }
+}
+
 /* ---- Durable state ----------------------------------------------------- */
 
 int wal_durable_new(const char *dir, store_fsync_t policy, store_durable_t **out)
