@@ -31,7 +31,7 @@
 /* Larger records are refused on write and read as damage: a length field
  * past this is far likelier a flipped bit than a real 1 GiB object. */
 #define WAL_REC_MAX     (1u << 30)
-#define WAL_NAME_MAX    255          /* table names are atoms: 255 chars */
+#define WAL_NAME_MAX    (TERM_ATOM_MAX - 1) /* table names are atoms: 255 chars of UTF-8 */
 /* Seqs count appends from 1; one far past any real count is damage (and
  * would make the next seq wrap). */
 #define WAL_SEQ_MAX     (UINT64_C(1) << 62)

@@ -308,6 +308,32 @@ START_TEST(old_log_left_by_crash_after_snapshot_is_skipped)
 }
 END_TEST
 
+START_TEST(long_unicode_table_name_survives_reopen)
+{
+    /* An atom of 255 characters, each two bytes of UTF-8. */
+    char name[511];
+    for (int i = 0; i < 255; i++) {
+        name[2 * i] = (char)0xc3;
+        name[2 * i + 1] = (char)0xa9;
+    }
+    name[510] = '\0';
+    store_t *s = open_ok(STORE_FSYNC_ALWAYS);
+    store_table_t *t;
+    ck_assert_int_eq(store_table_create(s, name, 1, &t), 0);
+    put(t, 1, 10);
+    store_free(s);
+    s = open_ok(STORE_FSYNC_ALWAYS);
+    t = store_table_find(s, name);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(get(t, 1), 10);
+    ck_assert_int_eq(store_snapshot(s), 0);
+    store_free(s);
+    s = open_ok(STORE_FSYNC_ALWAYS);
+    ck_assert_int_eq(get(store_table_find(s, name), 1), 10);
+    store_free(s);
+}
+END_TEST
+
 START_TEST(leftover_snapshot_tmp_is_removed)
 {
     fill(3, 0);
@@ -611,6 +637,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, snapshot_truncates_log_and_restores);
     tcase_add_test(tc, writes_after_snapshot_come_from_log);
     tcase_add_test(tc, old_log_left_by_crash_after_snapshot_is_skipped);
+    tcase_add_test(tc, long_unicode_table_name_survives_reopen);
     tcase_add_test(tc, leftover_snapshot_tmp_is_removed);
     suite_add_tcase(s, tc);
     tc = tcase_create("torn");
