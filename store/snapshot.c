@@ -332,12 +332,17 @@ static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
         return -EBADMSG;
     }
     size_t off = WAL_MAGIC_LEN;
-    uint64_t prev = 0, applied = 0;
+    uint64_t prev = 0;
     const char *why = NULL;
     while (off < m.len) {
         wal_rec_t r;
         rc = wal_decode(m.data + off, m.len - off, &r);
-        if (rc == -EBADMSG &&
+        /* A crash can only tear the last append, so a valid later record
+         * means this one was damaged in place: refuse, never drop it. That
+         * covers a length field grown by a flipped bit, which looks like a
+         * record running past the end (-EAGAIN). (A record forged inside
+         * an object's bytes, torn mid-append, would be refused too.) */
+        if (rc < 0 &&
             wal_valid_record_follows(m.data + off + 1, m.len - off - 1, prev)) {
             why = "corrupt record (length or CRC) followed by valid records";
             goto bad;
@@ -363,7 +368,6 @@ static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
             }
             if (rc < 0)
                 goto bad;
-            applied++;
             last = r.seq;
         }
         off += r.size;

@@ -233,10 +233,14 @@ int wal_valid_record_follows(const void *buf, size_t len, uint64_t after_seq)
     const uint8_t *p = buf;
     wal_rec_t rec;
     for (size_t off = 0; off + WAL_HDR_LEN + WAL_REC_MIN <= len; off++) {
-        /* Cheap length test first: most offsets fail it, so the CRC is
-         * computed only where a record could really start. */
+        /* Cheap tests first (length, seq, type): most offsets fail them,
+         * so the CRC is computed only where a record could really start. */
         uint32_t rlen = get_u32(p + off);
         if (rlen < WAL_REC_MIN || rlen > len - off - WAL_HDR_LEN)
+            continue;
+        uint64_t seq = get_u64(p + off + WAL_HDR_LEN);
+        uint8_t type = p[off + WAL_HDR_LEN + 8];
+        if (seq <= after_seq || seq > WAL_SEQ_MAX || type < WAL_CREATE || type > WAL_CLEAR)
             continue;
         if (wal_decode(p + off, len - off, &rec) == 0 && rec.type != WAL_END &&
             rec.seq > after_seq)

@@ -431,6 +431,27 @@ START_TEST(corrupt_middle_record_returns_ebadmsg)
 }
 END_TEST
 
+START_TEST(grown_length_field_in_middle_returns_ebadmsg)
+{
+    /* A flipped bit makes the first PUT claim to run past the end of the
+     * file, like a torn append; but valid records follow it. */
+    fill(5, 0);
+    size_t len;
+    uint8_t *log = read_all(WAL_LOG_FILE, &len);
+    wal_rec_t r;
+    ck_assert_int_eq(wal_decode(log + WAL_MAGIC_LEN, len - WAL_MAGIC_LEN, &r), 0);
+    size_t put1 = WAL_MAGIC_LEN + r.size;
+    log[put1 + 1] ^= 0x10; /* length += 1 MiB */
+    write_all(WAL_LOG_FILE, log, len);
+    store_t *s = NULL;
+    ck_assert_int_eq(store_open(dir, STORE_FSYNC_ALWAYS, &s, err, sizeof err),
+                     -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "followed by valid records"));
+    ck_assert_int_eq(file_size(WAL_LOG_FILE), (long)len);
+    free(log);
+}
+END_TEST
+
 START_TEST(bad_log_magic_returns_ebadmsg)
 {
     write_all(WAL_LOG_FILE, "NOTALOG!xxxxxxxx", 16);
@@ -649,6 +670,7 @@ Suite *snapshot_suite(void)
     tc = tcase_create("damage");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, corrupt_middle_record_returns_ebadmsg);
+    tcase_add_test(tc, grown_length_field_in_middle_returns_ebadmsg);
     tcase_add_test(tc, bad_log_magic_returns_ebadmsg);
     tcase_add_test(tc, corrupt_snapshot_returns_ebadmsg);
     tcase_add_test(tc, truncated_snapshot_returns_ebadmsg);
