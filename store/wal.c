@@ -309,8 +309,10 @@ int wal_sync(store_durable_t *d)
 {
     if (!d || !d->dirty || d->log_fd < 0)
         return 0;
-    if (fdatasync(d->log_fd) < 0)
+    if (fdatasync(d->log_fd) < 0) {
+        d->broken = 1; /* as in wal_append() */
         return -errno;
+    }
     d->dirty = 0;
     return 0;
 }
@@ -350,8 +352,13 @@ static int wal_append(store_t *s, wal_type_t type, const char *table,
     if (rc < 0)
         return rc;
     rc = wal_write_all(d->log_fd, d->scratch.data, d->scratch.len, d->log_end);
-    if (rc == 0 && d->policy == STORE_FSYNC_ALWAYS && fdatasync(d->log_fd) < 0)
+    if (rc == 0 && d->policy == STORE_FSYNC_ALWAYS && fdatasync(d->log_fd) < 0) {
         rc = -errno;
+        /* After a failed fsync the kernel may have dropped dirty pages of
+         * earlier records too: nothing written since the last good sync can
+         * be trusted, so take no more writes until a restart recovers. */
+        d->broken = 1;
+    }
     if (rc < 0) {
         /* Part of the record may be on disk. Cut it off, or the next append
          * would follow garbage and recovery would see damage mid-log. If

@@ -115,7 +115,8 @@ struct store_durable {
     uint64_t next_seq;   /* seq of the next record appended */
     uint64_t log_end;    /* bytes of valid log: appends go here */
     int dirty;           /* records written since the last fsync */
-    int broken;          /* a failed append could not be undone: refuse writes */
+    int broken;          /* an fsync failed, or a failed append could not be
+                          * undone: refuse writes until reopened */
     wal_buf_t scratch;   /* reused per append */
 };
 
