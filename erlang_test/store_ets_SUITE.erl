@@ -129,6 +129,8 @@ failing_calls_raise_badarg_like_ets(Config) ->
          {update_element, [sd_t1, 1, {1, x}]}, {update_element, [sd_t1, 1, {9, x}]},
          {update_element, [sd_t1, 77, {1, x}]}, {update_element, [sd_t1, 1, [{2, y}, {3, z}]]},
          {update_element, [sd_t1, 1, [{2, y} | z]]}, {update_element, [sd_t1, 1, x]},
+         {update_element, [sd_t1, 77, x]}, {update_element, [sd_t1, 77, [{a, 1} | z]]},
+         {update_counter, [sd_t1, 1, {3, 1}, x]}, {update_counter, [sd_t2, 2, {3, 1}, {a}]},
          {delete_object, [sd_t1, {}]}, {delete_object, [sd_t1, x]},
          {next, [sd_t1, not_a_key]}, {first, [nosuch]}, {info, [nosuch]},
          {info, [nosuch, size]}, {info, [sd_t1, bogus]}, {info, [1, size]},
@@ -377,7 +379,7 @@ gen_op() ->
         N when N =< 56 -> {delete_object, [T, pick([object(tname(T)), existing(T)])]};
         N when N =< 59 -> {take, [T, key()]};
         N when N =< 64 -> {update_element, [T, key(),
-                                           pick([{pos(), value()},
+                                           pick([{pos(), value()}, x, [{a, 1}], [{pos(), value()} | x],
                                                  [{pos(), value()} || _ <- lists:seq(1, rand:uniform(3) - 1)]])]};
         N when N =< 74 -> {update_counter, [T, key(), ucop()]};
         N when N =< 79 -> {update_counter, [T, key(), ucop(), default(T)]};
@@ -402,8 +404,8 @@ gen_op() ->
 
 %% Not {x} for the keypos 2 table: with an empty operation list ETS then
 %% inserts {x} itself, an object without a key, which store/ refuses.
-default(sd_t2) -> pick([{x, 0, 0}, {x, 1, 2, 3}, object(sd_t2)]);
-default(T) -> pick([{x, 0, 0}, {x, 1, 2, 3}, {x}, object(tname(T))]).
+default(sd_t2) -> pick([{x, 0, 0}, {x, 1, 2, 3}, object(sd_t2), x]);
+default(T) -> pick([{x, 0, 0}, {x, 1, 2, 3}, {x}, object(tname(T)), x]).
 
 tname(T) when T =:= sd_t2 -> sd_t2;
 tname(_) -> sd_t1.
