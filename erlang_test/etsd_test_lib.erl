@@ -3,7 +3,8 @@
 -module(etsd_test_lib).
 
 -export([root/0, build_dir/0, etsd_path/0, tool_path/1,
-         run/2, start_peer/1, start_peer/2, await/2, await/3]).
+         run/2, start_peer/1, start_peer/2, await/2, await/3,
+         start_etsd/1, stop_etsd/1, kill_etsd/2, etsd_log/1, unique_name/1]).
 
 %% The project's top folder: ETSD_ROOT from the Makefile, or found upwards
 %% from this module's beam.
@@ -72,4 +73,85 @@ await_loop(Fun, Deadline, What) ->
                     receive after 20 -> ok end,
                     await_loop(Fun, Deadline, What)
             end
+    end.
+
+%% A node name part no other test uses: Prefix_N.
+unique_name(Prefix) ->
+    lists:flatten(io_lib:format("~s_~b", [Prefix, erlang:unique_integer([positive])])).
+
+%% Starts build/etsd as a port program and waits until it answers
+%% net_adm:ping. Opts is a CT Config list, or a map with:
+%%   config   => CT Config (its priv_dir gets the log file)   (or dir => Dir)
+%%   name     => name prefix (default "etsd"); a unique suffix is added
+%%   sname    => true for --sname (host: this machine's short name)
+%%   args     => extra command line arguments (list of strings)
+%%   cookie   => cookie atom (default: this node's)
+%%   wait     => false to return without waiting for pong
+%% Returns a map #{node, os_pid, port, log, name} for stop_etsd/1.
+%% A helper process SIGKILLs etsd if the calling process dies first, so a
+%% failed test leaves no etsd behind.
+start_etsd(Config) when is_list(Config) -> start_etsd(#{config => Config});
+start_etsd(Opts) when is_map(Opts) ->
+    Dir = case Opts of
+              #{dir := D} -> D;
+              #{config := C} -> proplists:get_value(priv_dir, C)
+          end,
+    Name = unique_name(maps:get(name, Opts, "etsd")),
+    Cookie = atom_to_list(maps:get(cookie, Opts, erlang:get_cookie())),
+    {NameArgs, Node} =
+        case maps:get(sname, Opts, false) of
+            true ->
+                {ok, Host} = inet:gethostname(),
+                {["--sname", Name], list_to_atom(Name ++ "@" ++ Host)};
+            false ->
+                {["--name", Name ++ "@127.0.0.1"],
+                 list_to_atom(Name ++ "@127.0.0.1")}
+        end,
+    Args = NameArgs ++ ["--cookie", Cookie] ++ maps:get(args, Opts, []),
+    Log = filename:join(Dir, Name ++ ".log"),
+    %% exec: the shell becomes etsd, so the port's os_pid is etsd's pid.
+    Port = open_port({spawn_executable, "/bin/sh"},
+                     [{args, ["-c", "exec \"$0\" \"$@\" >>'" ++ Log ++ "' 2>&1",
+                              etsd_path() | Args]},
+                      exit_status, binary]),
+    {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+    Caller = self(),
+    spawn(fun() ->
+                  Ref = monitor(process, Caller),
+                  receive {'DOWN', Ref, _, _, _} ->
+                          os:cmd("kill -9 " ++ integer_to_list(OsPid))
+                  end
+          end),
+    E = #{node => Node, os_pid => OsPid, port => Port, log => Log, name => Name,
+          args => Args},
+    case maps:get(wait, Opts, true) of
+        true ->
+            await(fun() -> port_alive(Port) andalso net_adm:ping(Node) =:= pong end,
+                  10000, {etsd_start, Node, Log}),
+            E;
+        false -> E
+    end.
+
+port_alive(Port) -> erlang:port_info(Port) =/= undefined.
+
+%% Stops etsd with SIGTERM and returns its exit status (or killed after 10 s).
+stop_etsd(#{os_pid := OsPid, port := Port}) ->
+    os:cmd("kill -TERM " ++ integer_to_list(OsPid)),
+    receive
+        {Port, {exit_status, S}} -> S
+    after 10000 ->
+            os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+            killed
+    end.
+
+%% Sends a signal ("KILL", "STOP", "CONT", "TERM") to etsd.
+kill_etsd(#{os_pid := OsPid}, Sig) ->
+    os:cmd("kill -" ++ Sig ++ " " ++ integer_to_list(OsPid)),
+    ok.
+
+%% The log file's contents so far.
+etsd_log(#{log := Log}) ->
+    case file:read_file(Log) of
+        {ok, B} -> B;
+        _ -> <<>>
     end.
