@@ -1,0 +1,535 @@
+/* replicate.c: the seed app's Syncer and NodeListener, as etsd plays them.
+ * Incoming writes go through one FIFO of jobs so that a {new, U} never
+ * lands before a large sync that arrived ahead of it (the seed's Syncer
+ * handles its mailbox in order). */
+#include <errno.h>
+#include <string.h>
+
+#include "cnode/log.h"
+#include "cnode/replicate.h"
+#include "cnode/rexc.h"
+#include "term/mem.h"
+
+/* A push retries this often while the node's scope has not synced. */
+#define PUSH_RETRY_MS 200
+#define PUSH_RETRIES 100
+
+typedef struct rep_job {
+    char *buf;             /* owned copy of the list (or one object) */
+    size_t len;
+    term_reader_t r;
+    uint32_t left;         /* elements of the current LIST_EXT segment left */
+    int single;            /* buf is one object, not a list */
+    char *peer;
+    const char *what;      /* "sync", "pull", "new" */
+    size_t objects, bad;
+    uint64_t start_ms;
+    struct rep_job *next;
+} rep_job_t;
+
+typedef struct rep_push {
+    replicate_t *r;
+    char *node;
+    int tries;
+    uv_timer_t timer;
+    struct rep_push *next;
+} rep_push_t;
+
+struct replicate {
+    node_t *node;
+    pubsub_t *ps;
+    store_t *store;
+    store_table_t *tab;
+    const node_config_t *cfg;
+    rexc_t *rexc;
+    rep_job_t *head, *tail;
+    size_t backlog;
+    uv_idle_t idle;
+    rep_push_t *pushes;
+    int sub_id;
+    int shut;
+};
+
+static uint64_t now_ms(replicate_t *r)
+{
+    return uv_now(node_loop(r->node));
+}
+
+/* ---- Applying writes ----------------------------------------------------- */
+
+static int apply_one(replicate_t *r, const char *obj, size_t len)
+{
+    term_reader_t t;
+    uint32_t arity;
+    term_reader_init(&t, obj, len);
+    if (term_peek(&t) != TERM_T_TUPLE || term_get_tuple(&t, &arity) < 0 ||
+        arity < r->cfg->keypos)
+        return -EINVAL;
+    return store_insert(r->tab, obj, len);
+}
+
+static void job_free(rep_job_t *j)
+{
+    mem_free(j->buf);
+    mem_free(j->peer);
+    mem_free(j);
+}
+
+/* Applies up to max objects of j; returns 1 when j is done. */
+static int job_step(replicate_t *r, rep_job_t *j, size_t max)
+{
+    const char *p;
+    size_t len;
+
+    if (j->single) {
+        if (apply_one(r, j->buf, j->len) < 0)
+            j->bad++;
+        else
+            j->objects++;
+        return 1;
+    }
+    while (max--) {
+        if (j->left == 0) {
+            /* The tail of the current segment: NIL ends the list; anything
+             * else is an improper list, which no seed node sends. */
+            if (term_peek(&j->r) == TERM_T_NIL) {
+                (void)term_get_nil(&j->r);
+                return 1;
+            }
+            if (term_peek(&j->r) != TERM_T_LIST || term_get_list(&j->r, &j->left) < 0) {
+                j->bad++;
+                return 1;
+            }
+            continue;
+        }
+        if (term_get_any(&j->r, &p, &len) < 0) {
+            j->bad++;
+            return 1;
+        }
+        j->left--;
+        if (r->backlog)
+            r->backlog--;
+        if (apply_one(r, p, len) < 0)
+            j->bad++;
+        else
+            j->objects++;
+    }
+    return 0;
+}
+
+static void job_done(replicate_t *r, rep_job_t *j)
+{
+    uint64_t ms = now_ms(r) - j->start_ms;
+    if (j->bad)
+        log_warn("%s: %s: %zu objects not applied (not tuples of at least %u "
+                 "elements, or malformed)", j->peer, j->what, j->bad, r->cfg->keypos);
+    if (!j->single && (j->objects >= REPLICATE_CHUNK || ms >= 100))
+        log_info("%s: %s: merged %zu objects (%zu bytes) in %llu ms; table has %zu",
+                 j->peer, j->what, j->objects, j->len, (unsigned long long)ms,
+                 store_table_size(r->tab));
+    else if (!j->single)
+        log_debug("%s: %s: merged %zu objects (%zu bytes)", j->peer, j->what,
+                  j->objects, j->len);
+}
+
+/* Runs once per loop turn while jobs are queued. */
+static void idle_cb(uv_idle_t *h)
+{
+    replicate_t *r = h->data;
+    size_t budget = REPLICATE_CHUNK;
+
+    while (r->head && budget) {
+        rep_job_t *j = r->head;
+        size_t before = j->objects + j->bad;
+        int done = job_step(r, j, budget);
+        size_t used = j->objects + j->bad - before;
+        budget = used >= budget ? 0 : budget - used;
+        if (!done)
+            break;
+        r->head = j->next;
+        if (!r->head)
+            r->tail = NULL;
+        if (j->single && r->backlog)
+            r->backlog--;
+        job_done(r, j);
+        job_free(j);
+    }
+    if (!r->head)
+        uv_idle_stop(&r->idle);
+}
+
+/* Queues (or, with nothing queued and a small input, applies at once) the
+ * list or single object in bytes/len. */
+static int enqueue(replicate_t *r, const char *peer, const char *what,
+                   const char *bytes, size_t len, int single)
+{
+    rep_job_t *j;
+    uint32_t n = 0;
+
+    if (!r->head) {
+        /* Fast path: nothing ahead of it, small enough for one turn. */
+        if (single)
+            return apply_one(r, bytes, len);
+        rep_job_t tmp = {0};
+        term_reader_init(&tmp.r, bytes, len);
+        if (term_peek(&tmp.r) == TERM_T_NIL)
+            return 0;
+        if (term_peek(&tmp.r) == TERM_T_LIST) {
+            term_reader_t probe = tmp.r;
+            if (term_get_list(&probe, &n) == 0 && n <= REPLICATE_CHUNK / 4) {
+                tmp.buf = (char *)bytes;
+                tmp.len = len;
+                tmp.peer = (char *)peer;
+                tmp.what = what;
+                tmp.start_ms = now_ms(r);
+                while (!job_step(r, &tmp, SIZE_MAX))
+                    ;
+                job_done(r, &tmp);
+                return 0;
+            }
+        }
+    }
+    if (!(j = mem_calloc(1, sizeof *j)))
+        return -ENOMEM;
+    if (!(j->buf = mem_alloc(len ? len : 1)) || !(j->peer = mem_strdup(peer))) {
+        job_free(j);
+        return -ENOMEM;
+    }
+    memcpy(j->buf, bytes, len);
+    j->len = len;
+    j->single = single;
+    j->what = what;
+    j->start_ms = now_ms(r);
+    term_reader_init(&j->r, j->buf, j->len);
+    if (!single) {
+        term_reader_t probe = j->r;
+        if (term_peek(&probe) == TERM_T_LIST && term_get_list(&probe, &n) == 0)
+            r->backlog += n;
+    } else {
+        r->backlog++;
+    }
+    if (r->tail)
+        r->tail->next = j;
+    else
+        r->head = j;
+    r->tail = j;
+    uv_idle_start(&r->idle, idle_cb);
+    return 0;
+}
+
+/* ---- Messages from PubSub -------------------------------------------- */
+
+static void on_new(pubsub_t *ps, const char *peer, const char *msg, size_t len,
+                   void *data)
+{
+    replicate_t *r = data;
+    term_reader_t t;
+    uint32_t arity;
+    char tag[TERM_ATOM_MAX];
+    const char *obj;
+    size_t olen;
+    int rc;
+    (void)ps;
+
+    term_reader_init(&t, msg, len);
+    if (term_get_tuple(&t, &arity) < 0 || arity != 2 || term_get_atom(&t, tag) < 0 ||
+        strcmp(tag, "new") != 0 || term_get_any(&t, &obj, &olen) < 0) {
+        log_debug("%s: %s: ignored a message that is not {new, Object}", peer,
+                  r->cfg->topic_new);
+        return;
+    }
+    if ((rc = enqueue(r, peer, "new", obj, olen, 1)) < 0)
+        log_warn("%s: new: object not stored: %s", peer, uv_strerror(rc));
+}
+
+static void on_sync(pubsub_t *ps, const char *peer, const char *msg, size_t len,
+                    void *data)
+{
+    replicate_t *r = data;
+    term_reader_t t;
+    uint32_t arity;
+    char tag[TERM_ATOM_MAX];
+    const char *list;
+    size_t llen;
+    int rc;
+    (void)ps;
+
+    /* PROTOCOL.md 8: {sync, T}, {sync, T, Node} and {sync, T, Node, _}. */
+    term_reader_init(&t, msg, len);
+    if (term_get_tuple(&t, &arity) < 0 || arity < 2 || arity > 4 ||
+        term_get_atom(&t, tag) < 0 || strcmp(tag, "sync") != 0 ||
+        (term_peek(&t) != TERM_T_LIST && term_peek(&t) != TERM_T_NIL) ||
+        term_get_any(&t, &list, &llen) < 0) {
+        log_debug("%s: %s: ignored a message that is not {sync, Table, ...}", peer,
+                  r->cfg->topic_sync);
+        return;
+    }
+    if ((rc = enqueue(r, peer, "sync", list, llen, 0)) < 0)
+        log_warn("%s: sync: not merged: %s", peer, uv_strerror(rc));
+}
+
+/* ---- Pull: ets:tab2list(Table) over rex ------------------------------- */
+
+static void pull_cb(rexc_t *rc, const char *peer, int status, const char *res,
+                    size_t len, void *data)
+{
+    replicate_t *r = data;
+    term_reader_t t;
+    int e;
+    (void)rc;
+
+    if (status == -ECANCELED)
+        return;
+    if (status < 0) {
+        log_info("%s: pull: no table: %s", peer, uv_strerror(status));
+        return;
+    }
+    term_reader_init(&t, res, len);
+    if (term_peek(&t) != TERM_T_LIST && term_peek(&t) != TERM_T_NIL) {
+        /* {badrpc, _}: a node without the table (not a seed node). */
+        log_debug("%s: pull: %s is not a list there; skipped", peer, r->cfg->table);
+        return;
+    }
+    if ((e = enqueue(r, peer, "pull", res, len, 0)) < 0)
+        log_warn("%s: pull: not merged: %s", peer, uv_strerror(e));
+}
+
+static void pull(replicate_t *r, const char *peer)
+{
+    term_buf_t args;
+    int rc;
+    term_buf_init(&args);
+    term_format(&args, "[~a]", r->cfg->table);
+    rc = args.err ? args.err
+                  : rexc_call(r->rexc, peer, "ets", "tab2list", args.data, args.len,
+                              REPLICATE_PULL_TIMEOUT_MS, pull_cb, r);
+    if (rc < 0)
+        log_warn("%s: pull: %s", peer, uv_strerror(rc));
+    term_buf_release(&args);
+}
+
+/* ---- Push: {sync, Table, node()} to one node -------------------------- */
+
+/* 0 when sent (or nothing to send), -ENOENT when the node's members are not
+ * known yet. */
+static int push_now(replicate_t *r, const char *peer)
+{
+    term_buf_t b;
+    uint64_t t0 = now_ms(r);
+    size_t n = store_table_size(r->tab);
+    int rc;
+
+    if (n == 0)
+        return 0;
+    term_buf_init(&b);
+    term_put_tuple(&b, 3);
+    term_put_atom(&b, "sync");
+    rc = store_tab2list(r->tab, &b);
+    term_put_atom(&b, node_name(r->node));
+    if (rc == 0)
+        rc = b.err;
+    if (rc == 0)
+        rc = pubsub_send_node(r->ps, peer, r->cfg->topic_sync, b.data, b.len);
+    if (rc == 0)
+        log_info("%s: sync: sent %zu objects (%zu bytes) in %llu ms", peer, n, b.len,
+                 (unsigned long long)(now_ms(r) - t0));
+    else if (rc != -ENOENT)
+        log_warn("%s: sync: not sent: %s", peer, uv_strerror(rc));
+    term_buf_release(&b);
+    return rc == -ENOENT ? rc : 0;
+}
+
+static void push_closed_cb(uv_handle_t *h)
+{
+    rep_push_t *p = h->data;
+    mem_free(p->node);
+    mem_free(p);
+}
+
+static void push_drop(replicate_t *r, rep_push_t *p)
+{
+    for (rep_push_t **q = &r->pushes; *q; q = &(*q)->next) {
+        if (*q == p) {
+            *q = p->next;
+            break;
+        }
+    }
+    uv_timer_stop(&p->timer);
+    uv_close((uv_handle_t *)&p->timer, push_closed_cb);
+}
+
+static void push_timer_cb(uv_timer_t *t)
+{
+    rep_push_t *p = t->data;
+    replicate_t *r = p->r;
+
+    if (!node_is_connected(r->node, p->node)) {
+        push_drop(r, p);
+        return;
+    }
+    if (push_now(r, p->node) == -ENOENT && ++p->tries < PUSH_RETRIES) {
+        uv_timer_start(&p->timer, push_timer_cb, PUSH_RETRY_MS, 0);
+        return;
+    }
+    if (p->tries >= PUSH_RETRIES)
+        log_info("%s: sync: no PubSub members there; not sent", p->node);
+    push_drop(r, p);
+}
+
+static void push_later(replicate_t *r, const char *peer, unsigned delay_ms)
+{
+    rep_push_t *p;
+    for (p = r->pushes; p; p = p->next) {
+        if (strcmp(p->node, peer) == 0) {
+            uv_timer_start(&p->timer, push_timer_cb, delay_ms, 0);
+            return;
+        }
+    }
+    if (!(p = mem_calloc(1, sizeof *p)) || !(p->node = mem_strdup(peer))) {
+        mem_free(p);
+        log_warn("%s: sync: %s", peer, uv_strerror(-ENOMEM));
+        return;
+    }
+    p->r = r;
+    uv_timer_init(node_loop(r->node), &p->timer);
+    p->timer.data = p;
+    p->next = r->pushes;
+    r->pushes = p;
+    uv_timer_start(&p->timer, push_timer_cb, delay_ms, 0);
+}
+
+/* ---- Node events ----------------------------------------------------------- */
+
+static void event_cb(node_t *n, node_event_t ev, const char *peer,
+                     const char *reason, void *data)
+{
+    replicate_t *r = data;
+    (void)n;
+    (void)reason;
+    if (r->shut)
+        return;
+    if (ev == NODE_UP) {
+        /* Hidden: no NodeListener sees etsd, so etsd fetches the node's
+         * table itself, and plays NodeListener for the node. */
+        pull(r, peer);
+        push_later(r, peer, r->cfg->sync_delay_ms);
+        return;
+    }
+    for (rep_push_t *p = r->pushes, *next; p; p = next) {
+        next = p->next;
+        if (strcmp(p->node, peer) == 0)
+            push_drop(r, p);
+    }
+}
+
+static void shutdown_cb(node_t *n, void *data)
+{
+    replicate_t *r = data;
+    if (r->shut)
+        return;
+    r->shut = 1;
+    node_unsubscribe(n, r->sub_id);
+    while (r->pushes)
+        push_drop(r, r->pushes);
+    /* Writes already received are still applied: they are in the store
+     * (and its log) before the process exits. */
+    while (r->head) {
+        rep_job_t *j = r->head;
+        while (!job_step(r, j, SIZE_MAX))
+            ;
+        r->head = j->next;
+        job_done(r, j);
+        job_free(j);
+    }
+    r->tail = NULL;
+    uv_idle_stop(&r->idle);
+    uv_close((uv_handle_t *)&r->idle, NULL);
+    rexc_free(r->rexc);
+    r->rexc = NULL;
+}
+
+int replicate_new(node_t *n, pubsub_t *ps, store_t *s, replicate_t **out)
+{
+    replicate_t *r = mem_calloc(1, sizeof *r);
+    int rc;
+
+    if (!r)
+        return -ENOMEM;
+    r->node = n;
+    r->ps = ps;
+    r->store = s;
+    r->cfg = node_config(n);
+    r->tab = store_table_find(s, r->cfg->table);
+    if (!r->tab && (rc = store_table_create(s, r->cfg->table, r->cfg->keypos, &r->tab)) < 0)
+        goto fail;
+    if ((rc = rexc_new(n, &r->rexc)) < 0)
+        goto fail;
+    if ((rc = pubsub_subscribe(ps, r->cfg->topic_new, on_new, r)) < 0 ||
+        (rc = pubsub_subscribe(ps, r->cfg->topic_sync, on_sync, r)) < 0)
+        goto fail_rexc;
+    if ((rc = node_subscribe(n, event_cb, r, &r->sub_id)) < 0)
+        goto fail_rexc;
+    if ((rc = node_on_shutdown(n, shutdown_cb, r)) < 0)
+        goto fail_sub;
+    uv_idle_init(node_loop(n), &r->idle);
+    r->idle.data = r;
+    *out = r;
+    return 0;
+
+fail_sub:
+    node_unsubscribe(n, r->sub_id);
+fail_rexc:
+    rexc_free(r->rexc);
+fail:
+    mem_free(r);
+    return rc;
+}
+
+void replicate_free(replicate_t *r)
+{
+    if (!r)
+        return;
+    while (r->head) {
+        rep_job_t *j = r->head;
+        r->head = j->next;
+        job_free(j);
+    }
+    rexc_free(r->rexc);
+    mem_free(r);
+}
+
+size_t replicate_backlog(const replicate_t *r)
+{
+    return r->backlog;
+}
+
+int replicate_insert_cb(void *arg, const char *table, const void *obj, size_t len)
+{
+    replicate_t *r = arg;
+    term_buf_t b;
+    int rc;
+
+    if (r->shut || strcmp(table, r->cfg->table) != 0)
+        return 0;
+    term_buf_init(&b);
+    term_format(&b, "{new,~t}", obj, len);
+    rc = b.err ? b.err : pubsub_broadcast(r->ps, r->cfg->topic_new, b.data, b.len, NULL);
+    term_buf_release(&b);
+    return rc;
+}
+
+int replicate_sync_cb(void *arg, term_buf_t *out)
+{
+    replicate_t *r = arg;
+    const char *names[256];
+    size_t n = node_connected(r->node, names, 256);
+
+    if (n > 256)
+        n = 256;
+    for (size_t i = 0; i < n; i++) {
+        pull(r, names[i]);
+        push_later(r, names[i], 0);
+    }
+    term_put_atom(out, "ok");
+    return out->err;
+}

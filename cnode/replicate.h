@@ -1,0 +1,43 @@
+/* replicate.h: the seed app's replication on etsd (PROTOCOL.md section 8).
+ * {new, User} on the new-topic is inserted; {sync, Table[, Node[, _]]} on
+ * the sync-topic is merged; when a node comes up etsd pulls its table over
+ * rex (ets:tab2list/1) and, after the sync delay, sends it {sync, Table,
+ * node()} as the seed's NodeListener would; etsd's own writes go out as
+ * {new, Object}. Incoming writes are applied in arrival order; large lists
+ * are applied in chunks so the loop keeps serving ticks and peers. */
+#ifndef ETSD_REPLICATE_H
+#define ETSD_REPLICATE_H
+
+#include <stddef.h>
+
+#include "cnode/node.h"
+#include "cnode/pg.h"
+#include "cnode/pubsub.h"
+#include "store/store.h"
+
+typedef struct replicate replicate_t;
+
+/* Objects applied per loop turn when a list is large. */
+#define REPLICATE_CHUNK 20000
+/* How long a pull (rex tab2list) may take. */
+#define REPLICATE_PULL_TIMEOUT_MS 120000
+
+/* Replicates table node_config(n)->table (created in s with its keypos if
+ * absent) over ps, with the topics and delay of node_config(n). s and ps are
+ * borrowed and must outlive r. On success *out is new; replicate_free() it
+ * after the loop ends. */
+int replicate_new(node_t *n, pubsub_t *ps, store_t *s, replicate_t **out);
+void replicate_free(replicate_t *r);
+
+/* Broadcasts {new, Obj} for an object already stored in table. Objects of
+ * other tables are not replicated (returns 0). Matches rpc_insert_cb. */
+int replicate_insert_cb(void *arg, const char *table, const void *obj, size_t len);
+
+/* etsd:sync/0: pulls from and pushes to every connected node now; appends
+ * `ok` to out. Matches rpc_action_cb. */
+int replicate_sync_cb(void *arg, term_buf_t *out);
+
+/* Writes received and not yet applied (objects). */
+size_t replicate_backlog(const replicate_t *r);
+
+#endif
