@@ -26,6 +26,20 @@ uint64_t rpc_calls(const rpc_t *r)
     return r->calls;
 }
 
+/* Buffers are reused between calls, but one tab2list of a big table must
+ * not pin its size for the node's lifetime. */
+#define RPC_KEEP_BUF (4u << 20)
+
+static void trim_buffers(rpc_t *rp)
+{
+    if (rp->out.cap > RPC_KEEP_BUF)
+        term_buf_release(&rp->out);
+    if (rp->res.value.cap > RPC_KEEP_BUF)
+        term_buf_release(&rp->res.value);
+    if (rp->res.stack.cap > RPC_KEEP_BUF)
+        term_buf_release(&rp->res.stack);
+}
+
 /* ---- Parsing ---------------------------------------------------------- */
 
 static int is_atom(term_reader_t *r, const char *want)
@@ -221,9 +235,10 @@ static void on_ctl(node_t *n, const char *peer, int op, const char *ctl, size_t 
                    const char *msg, size_t msg_len, void *data)
 {
     (void)n;
-    if (op == DOP_SPAWN_REQUEST)
+    if (op == DOP_SPAWN_REQUEST) {
         on_spawn_request(data, peer, ctl, ctl_len, msg, msg_len);
-    else
+        trim_buffers(data);
+    } else
         log_debug("%s: rpc: control message %d dropped", peer, op);
 }
 
@@ -277,9 +292,17 @@ static int rex_reply(rpc_t *rp, const term_pid_t *to, const char *tag, size_t ta
     return node_send(rp->node, rp->rex, to, b->data, b->len);
 }
 
+static void rex_handle(rpc_t *rp, const node_msg_t *m);
+
 static void rex_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
 {
-    rpc_t *rp = data;
+    (void)mb;
+    rex_handle(data, m);
+    trim_buffers(data);
+}
+
+static void rex_handle(rpc_t *rp, const node_msg_t *m)
+{
     term_reader_t r;
     uint32_t k;
     char kind[TERM_ATOM_MAX], mod[TERM_ATOM_MAX], fun[TERM_ATOM_MAX];
@@ -287,7 +310,6 @@ static void rex_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
     size_t args_len, tag_len;
     term_pid_t from;
     int rc;
-    (void)mb;
 
     term_reader_init(&r, m->msg, m->msg_len);
     if (term_get_tuple(&r, &k) < 0)
@@ -321,7 +343,12 @@ static void rex_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
         if (is_atom(&c, "features_request")) {
             /* {features_reply, node(), [erpc]}: this node speaks erpc */
             term_buf_reset(&rp->out);
-            term_format(&rp->out, "{features_reply,~a,[erpc]}", node_name(rp->node));
+            term_put_tuple(&rp->out, 3);
+            term_put_atom(&rp->out, "features_reply");
+            term_put_atom(&rp->out, node_name(rp->node));
+            term_put_list(&rp->out, 1);
+            term_put_atom(&rp->out, "erpc");
+            term_put_nil(&rp->out);
             if (!rp->out.err)
                 (void)node_send(rp->node, rp->rex, &from, rp->out.data, rp->out.len);
             return;
