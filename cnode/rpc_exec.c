@@ -220,7 +220,6 @@ static void put_error_info(term_buf_t *b, const char *module, const char *cause)
     term_put_atom(b, "module");
     term_put_atom(b, module);
     term_put_nil(b);
-    term_put_nil(b);
 }
 
 /* {Mod, Fun, ArityOrArgs, [{file, File}, {line, Line}]} */
@@ -398,20 +397,24 @@ static int ets_object_arity(rpc_exec_t *x, const rpc_args_t *a, uint32_t *arity)
     return rc;
 }
 
-/* Is pos (an integer term) out of [1, arity] or the key position? */
-static int bad_position(const char *p, size_t l, int64_t keypos, uint32_t arity)
+/* Causes of a bad update_counter position, as erl_db.c names them. */
+enum { POS_OK = 0, POS_OUT_OF_RANGE, POS_IS_KEY };
+
+static int check_position(const char *p, size_t l, int64_t keypos, uint32_t arity)
 {
     term_reader_t r;
     int64_t pos;
     term_reader_init(&r, p, l);
     if (term_get_long(&r, &pos) < 0)
-        return 0; /* not an integer: a plain badarg, no cause */
-    return pos < 1 || pos == keypos || pos > (int64_t)arity;
+        return POS_OK; /* not an integer: a plain badarg, no cause */
+    if (pos == keypos)
+        return POS_IS_KEY;
+    return pos < 1 || pos > (int64_t)arity ? POS_OUT_OF_RANGE : POS_OK;
 }
 
 /* update_counter's UpdateOp: Incr | {Pos, Incr} | {Pos, Incr, Thr, Set} or
- * a list of those. Does any of them name a bad position? */
-static int counter_ops_bad_position(const char *p, size_t l, int64_t keypos, uint32_t arity)
+ * a list of those. The first bad position decides. */
+static int counter_ops_position(const char *p, size_t l, int64_t keypos, uint32_t arity)
 {
     term_reader_t r;
     uint32_t n, k;
@@ -420,24 +423,25 @@ static int counter_ops_bad_position(const char *p, size_t l, int64_t keypos, uin
     term_reader_init(&r, p, l);
     switch (term_peek(&r)) {
     case TERM_T_INTEGER:
-        return keypos + 1 > (int64_t)arity;
+        return keypos + 1 > (int64_t)arity ? POS_OUT_OF_RANGE : POS_OK;
     case TERM_T_TUPLE:
         if (term_get_tuple(&r, &k) < 0 || (k != 2 && k != 4) ||
             term_get_any(&r, &e, &el) < 0)
-            return 0;
-        return bad_position(e, el, keypos, arity);
+            return POS_OK;
+        return check_position(e, el, keypos, arity);
     case TERM_T_LIST:
         if (term_get_list(&r, &n) < 0)
-            return 0;
+            return POS_OK;
         for (uint32_t i = 0; i < n; i++) {
+            int bad;
             if (term_get_any(&r, &e, &el) < 0)
-                return 0;
-            if (counter_ops_bad_position(e, el, keypos, arity))
-                return 1;
+                return POS_OK;
+            if ((bad = counter_ops_position(e, el, keypos, arity)) != POS_OK)
+                return bad;
         }
-        return 0;
+        return POS_OK;
     default:
-        return 0;
+        return POS_OK;
     }
 }
 
@@ -516,8 +520,11 @@ static const char *ets_badarg_cause(rpc_exec_t *x, const char *fun, const rpc_ar
             if (term_get_tuple(&r, &arity) < 0)
                 return NULL;
         }
-        return counter_ops_bad_position(a->argv[2], a->argl[2], keypos, arity) ? "position"
-                                                                                : NULL;
+        switch (counter_ops_position(a->argv[2], a->argl[2], keypos, arity)) {
+        case POS_IS_KEY: return "keypos";
+        case POS_OUT_OF_RANGE: return "position";
+        default: return NULL;
+        }
     }
     if (strcmp(fun, "lookup_element") == 0 && a->argc == 3) {
         if (ets_object_arity(x, a, &arity) == 0 && arity == 0)
