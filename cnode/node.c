@@ -1327,20 +1327,131 @@ static void net_kernel_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
     term_buf_release(&b);
 }
 
-/* etsd_echo: {Pid, Msg} -> Msg sent to Pid. A test aid. */
+/* Diagnostic mailboxes for the test suites. A test mailbox (made with
+ * {new_mailbox, ReplyTo, Name | undefined} to etsd_echo) understands:
+ *   {Pid, Msg}                  Msg is sent to Pid (as etsd_echo does)
+ *   {close, Reason}             it closes with exit reason Reason
+ *   {monitor, Pid | {Name, Node}, ReplyTo}
+ *                               it monitors that process, answers
+ *                               {monitored, Ref}, and forwards the DOWN
+ *   {link_exit_to, ReplyTo}     EXIT signals it gets are forwarded there */
+typedef struct test_mbox {
+    int has_reply;
+    term_pid_t reply_to;
+} test_mbox_t;
+
+static void echo_pair(node_t *n, node_mbox_t *mb, term_reader_t *r)
+{
+    term_pid_t to;
+    const char *msg;
+    size_t len;
+    if (term_get_pid(r, &to) == 0 && term_get_any(r, &msg, &len) == 0)
+        node_send(n, mb, &to, msg, len);
+}
+
+static void test_mbox_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
+{
+    test_mbox_t *t = data;
+    node_t *n = node_mbox_node(mb);
+    if (m->kind == NODE_MSG_DOWN || m->kind == NODE_MSG_EXIT) {
+        if (t->has_reply)
+            node_send(n, mb, &t->reply_to, m->msg, m->msg_len);
+        return;
+    }
+    term_reader_t r;
+    term_reader_init(&r, m->msg, m->msg_len);
+    uint32_t ar;
+    char atom[TERM_ATOM_MAX];
+    if (term_get_tuple(&r, &ar) < 0)
+        return;
+    if (ar == 2 && term_peek(&r) == TERM_T_PID) {
+        echo_pair(n, mb, &r);
+        return;
+    }
+    if (term_get_atom(&r, atom) < 0)
+        return;
+    if (ar == 2 && strcmp(atom, "close") == 0) {
+        const char *reason;
+        size_t len;
+        if (term_get_any(&r, &reason, &len) == 0) {
+            node_mbox_close(mb, reason, len);
+            mem_free(t);
+        }
+        return;
+    }
+    if (ar == 2 && strcmp(atom, "link_exit_to") == 0) {
+        if (term_get_pid(&r, &t->reply_to) == 0)
+            t->has_reply = 1;
+        return;
+    }
+    if (ar == 3 && strcmp(atom, "monitor") == 0) {
+        term_pid_t target, reply;
+        char name[TERM_ATOM_MAX], node[TERM_ATOM_MAX];
+        term_ref_t ref;
+        int rc;
+        if (term_peek(&r) == TERM_T_PID) {
+            if (term_get_pid(&r, &target) < 0 || term_get_pid(&r, &reply) < 0)
+                return;
+            t->reply_to = reply;
+            t->has_reply = 1;
+            rc = node_monitor(n, mb, &target, NULL, NULL, &ref);
+        } else {
+            if (term_get_tuple(&r, &ar) < 0 || ar != 2 || term_get_atom(&r, name) < 0 ||
+                term_get_atom(&r, node) < 0 || term_get_pid(&r, &reply) < 0)
+                return;
+            t->reply_to = reply;
+            t->has_reply = 1;
+            rc = node_monitor(n, mb, NULL, name, node, &ref);
+        }
+        if (rc == 0) {
+            term_buf_t b;
+            term_buf_init(&b);
+            term_put_tuple(&b, 2);
+            term_put_atom(&b, "monitored");
+            term_put_ref(&b, &ref);
+            if (b.err == 0)
+                node_send(n, mb, &t->reply_to, b.data, b.len);
+            term_buf_release(&b);
+        }
+    }
+}
+
+/* etsd_echo: {Pid, Msg} -> Msg sent to Pid. {new_mailbox, ReplyTo, Name}
+ * makes a test mailbox and answers {mailbox, Pid}. Test aids. */
 static void echo_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
 {
     node_t *n = data;
     term_reader_t r;
     term_reader_init(&r, m->msg, m->msg_len);
     uint32_t ar;
-    term_pid_t to;
-    const char *msg;
-    size_t len;
-    if (term_get_tuple(&r, &ar) < 0 || ar != 2 || term_get_pid(&r, &to) < 0 ||
-        term_get_any(&r, &msg, &len) < 0)
+    if (term_get_tuple(&r, &ar) < 0)
         return;
-    node_send(n, mb, &to, msg, len);
+    if (ar == 2) {
+        echo_pair(n, mb, &r);
+        return;
+    }
+    char atom[TERM_ATOM_MAX], name[TERM_ATOM_MAX];
+    term_pid_t reply;
+    if (ar != 3 || term_get_atom(&r, atom) < 0 || strcmp(atom, "new_mailbox") != 0 ||
+        term_get_pid(&r, &reply) < 0 || term_get_atom(&r, name) < 0)
+        return;
+    test_mbox_t *t = mem_calloc(1, sizeof *t);
+    if (!t)
+        return;
+    node_mbox_t *nb;
+    if (node_mbox_new(n, strcmp(name, "undefined") == 0 ? NULL : name, test_mbox_cb, t,
+                      &nb) < 0) {
+        mem_free(t);
+        return;
+    }
+    term_buf_t b;
+    term_buf_init(&b);
+    term_put_tuple(&b, 2);
+    term_put_atom(&b, "mailbox");
+    term_put_pid(&b, node_mbox_pid(nb));
+    if (b.err == 0)
+        node_send(n, nb, &reply, b.data, b.len);
+    term_buf_release(&b);
 }
 
 /* ---- Lifecycle ------------------------------------------------------------ */
