@@ -15,7 +15,14 @@
 
 #include "cnode/log.h"
 #include "cnode/loop.h"
+#include "cnode/cluster.h"
 #include "cnode/node.h"
+#include "cnode/pg.h"
+#include "cnode/pubsub.h"
+#include "cnode/replicate.h"
+#include "cnode/rpc.h"
+#include "cnode/rpc_exec.h"
+#include "store/store.h"
 #include "term/mem.h"
 
 #define ETSD_VERSION "0.1.0"
@@ -368,14 +375,103 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
 
 /* ---- Services ------------------------------------------------------------ */
 
-/* Starts the services on the node. Each service registers its mailboxes
- * and a node_on_shutdown() hook that closes its handles.
- * Wiring of the services (rpc, pg, pubsub, replicate, cluster) goes here. */
-static int services_start(node_t *n, const node_config_t *cfg)
+/* What main owns besides the node: the store and the services on it. Each
+ * service registers its mailboxes and a node_on_shutdown() hook that closes
+ * its handles; main frees them after the loop has ended. */
+typedef struct services {
+    store_t *store;
+    rpc_exec_t *exec;
+    rpc_t *rpc;
+    pg_t *pg;
+    pubsub_t *pubsub;
+    replicate_t *rep;
+    cluster_t *cluster;
+    uv_timer_t flush;      /* --fsync MS: store_flush() on a timer */
+    int flush_on;
+} services_t;
+
+static void flush_cb(uv_timer_t *t)
 {
+    services_t *sv = t->data;
+    int rc = store_flush(sv->store);
+    if (rc < 0)
+        log_error("store: flush: %s", uv_strerror(rc));
+}
+
+static void services_shutdown_cb(node_t *n, void *data)
+{
+    services_t *sv = data;
     (void)n;
-    (void)cfg;
-    return 0;
+    if (sv->flush_on) {
+        uv_timer_stop(&sv->flush);
+        uv_close((uv_handle_t *)&sv->flush, NULL);
+        sv->flush_on = 0;
+        (void)store_flush(sv->store);
+    }
+}
+
+static int store_start(const node_config_t *cfg, services_t *sv)
+{
+    char err[256] = "";
+    store_fsync_t policy;
+    int rc;
+
+    if (!cfg->data_dir)
+        return store_new(&sv->store);
+    policy = cfg->fsync == NODE_FSYNC_NEVER      ? STORE_FSYNC_NEVER
+             : cfg->fsync == NODE_FSYNC_PERIODIC ? STORE_FSYNC_PERIODIC
+                                                 : STORE_FSYNC_ALWAYS;
+    rc = store_open(cfg->data_dir, policy, &sv->store, err, sizeof err);
+    if (rc < 0)
+        log_error("store: %s: %s%s%s", cfg->data_dir, uv_strerror(rc),
+                  err[0] ? ": " : "", err);
+    return rc;
+}
+
+/* Starts the store and the services in dependency order: rpc, then the pg
+ * scope, the PubSub adapter on it, replication on both, and discovery last
+ * so no connection it makes finds a service missing. */
+static int services_start(node_t *n, const node_config_t *cfg, services_t *sv)
+{
+    store_table_t *t;
+    int rc;
+
+    if ((rc = store_start(cfg, sv)) < 0)
+        return rc;
+    t = store_table_find(sv->store, cfg->table);
+    if (t)
+        log_info("store: %s has %zu objects", cfg->table, store_table_size(t));
+    if ((rc = rpc_exec_new(sv->store, node_name(n), ETSD_VERSION, &sv->exec)) < 0 ||
+        (rc = rpc_new(n, sv->exec, &sv->rpc)) < 0)
+        return rc;
+    if ((rc = pg_new(n, PG_SCOPE_PHOENIX, &sv->pg)) < 0 ||
+        (rc = pubsub_new(n, sv->pg, cfg->pubsub, cfg->pool_size, &sv->pubsub)) < 0 ||
+        (rc = replicate_new(n, sv->pubsub, sv->store, &sv->rep)) < 0)
+        return rc;
+    rpc_exec_set_insert_cb(sv->exec, replicate_insert_cb, sv->rep);
+    rpc_exec_set_sync_cb(sv->exec, replicate_sync_cb, sv->rep);
+    if ((rc = cluster_new(n, 0, &sv->cluster)) < 0)
+        return rc;
+    rpc_exec_set_nodes_cb(sv->exec, cluster_nodes_cb, sv->cluster);
+    if (cfg->data_dir && cfg->fsync == NODE_FSYNC_PERIODIC) {
+        uv_timer_init(node_loop(n), &sv->flush);
+        sv->flush.data = sv;
+        uv_timer_start(&sv->flush, flush_cb, cfg->fsync_ms, cfg->fsync_ms);
+        sv->flush_on = 1;
+    }
+    return node_on_shutdown(n, services_shutdown_cb, sv);
+}
+
+/* After the loop has ended: services first, the store they use last. */
+static void services_free(services_t *sv)
+{
+    cluster_free(sv->cluster);
+    replicate_free(sv->rep);
+    pubsub_free(sv->pubsub);
+    pg_free(sv->pg);
+    rpc_free(sv->rpc);
+    rpc_exec_free(sv->exec);
+    store_free(sv->store);
 }
 
 int main(int argc, char **argv)
@@ -395,6 +491,7 @@ int main(int argc, char **argv)
     }
     node_t *n = NULL;
     loop_sig_t *sig = NULL;
+    services_t sv = {0};
     rc = node_new(&loop, &cfg, &n);
     if (rc < 0) {
         log_error("cannot start node %s: %s", cfg.name, uv_strerror(rc));
@@ -405,13 +502,14 @@ int main(int argc, char **argv)
         log_error("signals: %s", uv_strerror(rc));
         goto fail_node;
     }
-    rc = services_start(n, &cfg);
+    rc = services_start(n, &cfg, &sv);
     if (rc < 0) {
         log_error("cannot start services: %s", uv_strerror(rc));
         goto fail_node;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     loop_signals_free(sig);
+    services_free(&sv);
     node_free(n);
     uv_loop_close(&loop);
     log_info("etsd stopped");
@@ -421,6 +519,7 @@ fail_node:
     node_stop(n);
     loop_signals_free(sig);
     uv_run(&loop, UV_RUN_DEFAULT);
+    services_free(&sv);
     node_free(n);
 fail_loop:
     uv_loop_close(&loop);

@@ -32,9 +32,9 @@ run(Etsd, Dir, Log) ->
     Ann = {<<"ann@example.com">>, <<"Ann">>, <<"token-ann">>},
     Bob = {<<"bob@example.com">>, <<"Bob">>, <<"token-bob">>},
     ok = erpc:call(A, seed_repo, save_and_emit, [Ann]),
-    say("on ~s: ~p", [A, Ann]),
+    say("on ~s: ~0p", [A, Ann]),
     ok = erpc:call(B, seed_repo, save_and_emit, [Bob]),
-    say("on ~s: ~p", [B, Bob]),
+    say("on ~s: ~0p", [B, Bob]),
     await(fun() -> length(erpc:call(B, seed_repo, all, [])) =:= 2 end),
 
     EName = "etsd_demo_" ++ Suffix ++ "@127.0.0.1",
@@ -58,26 +58,26 @@ run(Etsd, Dir, Log) ->
 
         step("Creating users on both sides of etsd", []),
         Carol = {<<"carol@example.com">>, <<"Carol">>, <<"token-carol">>},
-        say("on etsd, over rpc: rpc:call('~s', etsd, insert, [users, ~p])", [E, Carol]),
-        say("  -> ~p", [rpc:call(E, etsd, insert, [users, Carol])]),
+        say("on etsd, over rpc: rpc:call('~s', etsd, insert, [users, ~0p])", [E, Carol]),
+        say("  -> ~0p", [rpc:call(E, etsd, insert, [users, Carol])]),
         Dave = {<<"dave@example.com">>, <<"Dave">>, <<"token-dave">>},
         ok = erpc:call(B, seed_repo, save_and_emit, [Dave]),
-        say("on ~s: ~p", [B, Dave]),
+        say("on ~s: ~0p", [B, Dave]),
         All = lists:sort([Ann, Bob, Carol, Dave]),
         await(fun() -> lists:all(fun(N) -> table(N) =:= All end, [A, B, E]) end),
 
         step("What every node holds (ets:tab2list(users))", []),
         [begin
              say("~s:", [N]),
-             [say("    ~p", [U]) || U <- table(N)]
+             [say("    ~0p", [U]) || U <- table(N)]
          end || N <- [A, B, E]],
 
         step("An rpc call answered by etsd, as from iex", []),
         Q = <<"ann@example.com">>,
         say(":rpc.call(:\"~s\", :ets, :lookup, [:users, \"~s\"])", [E, Q]),
-        say("  -> ~p", [rpc:call(E, ets, lookup, [users, Q])]),
+        say("  -> ~0p", [rpc:call(E, ets, lookup, [users, Q])]),
         say(":erpc.call(:\"~s\", :ets, :info, [:users, :size])", [E]),
-        say("  -> ~p", [erpc:call(E, ets, info, [users, size])])
+        say("  -> ~0p", [erpc:call(E, ets, info, [users, size])])
     after
         step("Stopping everything", []),
         os:cmd("kill -TERM " ++ integer_to_list(OsPid)),
