@@ -4,7 +4,8 @@
 
 -export([root/0, build_dir/0, etsd_path/0, tool_path/1,
          run/2, start_peer/1, start_peer/2, await/2, await/3,
-         start_etsd/1, stop_etsd/1, kill_etsd/2, etsd_log/1, unique_name/1]).
+         start_etsd/1, stop_etsd/1, kill_etsd/2, etsd_log/1, unique_name/1,
+         etsd_port/1, log_has/2, await_log/3]).
 
 %% The project's top folder: ETSD_ROOT from the Makefile, or found upwards
 %% from this module's beam.
@@ -86,7 +87,9 @@ unique_name(Prefix) ->
 %%   sname    => true for --sname (host: this machine's short name)
 %%   args     => extra command line arguments (list of strings)
 %%   cookie   => cookie atom (default: this node's)
-%%   wait     => false to return without waiting for pong
+%%   wait     => ping (default: until it answers net_adm:ping from this
+%%               node), epmd (until EPMD lists it: for --sname, another
+%%               cookie or a short net_ticktime) or false
 %% Returns a map #{node, os_pid, port, log, name} for stop_etsd/1.
 %% A helper process SIGKILLs etsd if the calling process dies first, so a
 %% failed test leaves no etsd behind.
@@ -124,12 +127,23 @@ start_etsd(Opts) when is_map(Opts) ->
           end),
     E = #{node => Node, os_pid => OsPid, port => Port, log => Log, name => Name,
           args => Args},
-    case maps:get(wait, Opts, true) of
-        true ->
+    case maps:get(wait, Opts, ping) of
+        ping ->
             await(fun() -> port_alive(Port) andalso net_adm:ping(Node) =:= pong end,
                   10000, {etsd_start, Node, Log}),
             E;
+        epmd ->
+            await(fun() -> port_alive(Port) andalso etsd_port(E) =/= undefined end,
+                  10000, {etsd_start, Node, Log}),
+            E;
         false -> E
+    end.
+
+%% etsd's distribution port from EPMD, or undefined.
+etsd_port(#{name := Name}) ->
+    case erl_epmd:port_please(Name, "127.0.0.1") of
+        {port, P, _} -> P;
+        _ -> undefined
     end.
 
 port_alive(Port) -> erlang:port_info(Port) =/= undefined.
@@ -155,3 +169,11 @@ etsd_log(#{log := Log}) ->
         {ok, B} -> B;
         _ -> <<>>
     end.
+
+%% true when etsd's log matches the regular expression Re.
+log_has(E, Re) ->
+    re:run(etsd_log(E), Re, [{capture, none}]) =:= match.
+
+%% Waits until etsd's log matches Re.
+await_log(E, Re, Ms) ->
+    await(fun() -> log_has(E, Re) end, Ms, {log, Re}).
