@@ -30,7 +30,7 @@ beam(Dir, Opts) ->
 etsd(Etsd, Dir, Join) ->
     Name = uniq("etsd_bench") ++ "@127.0.0.1",
     Args = ["--name", Name, "--cookie", atom_to_list(erlang:get_cookie()),
-            "--join", atom_to_list(Join), "--sync-delay-ms", "0", "--log-level", "warn"],
+            "--join", atom_to_list(Join), "--sync-delay-ms", "0", "--log-level", "info"],
     Log = filename:join(Dir, "etsd_bench.log"),
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", "exec \"$0\" \"$@\" 2>>'" ++ Log ++ "'", Etsd | Args]},
@@ -65,6 +65,10 @@ join(Etsd, Dir, N) ->
     poll(fun() -> erpc:call(EN, ets, info, [users, size]) =:= N end),
     Te = now_ms() - T0,
     stop_etsd(E),
+    %% etsd's own account of the pull (bytes, merge time).
+    {ok, LogBin} = file:read_file(filename:join(Dir, "etsd_bench.log")),
+    [io:format("  etsd log: ~s~n", [L]) || L <- binary:split(LogBin, <<"\n">>, [global]),
+                                          binary:match(L, <<"merged">>) =/= nomatch],
     %% Fresh BEAM seed node: from connect (nodeup, NodeListener sync) to N held.
     {PC, C} = beam(Dir, [{sync_delay_ms, 0}]),
     T1 = now_ms(),
@@ -110,7 +114,7 @@ stream(Etsd, Dir, M) ->
     poll(fun() -> erpc:call(EN, ets, info, [users, size]) =:= 2 * M end),
     T = now_ms() - T0,
     C = cpu_ms(OsPid) - C0,
-    io:format("~b messages in ~.1f ms (~.0f msg/s); etsd CPU ~.0f ms = ~.3f us per message~n",
+    io:format("~b messages in ~.1f ms (~.1f msg/s); etsd CPU ~.1f ms = ~.3f us per message~n",
               [2 * M, T, 2 * M / T * 1000, C, C * 1000 / (2 * M)]),
     stop_etsd(E),
     peer:stop(PA),
