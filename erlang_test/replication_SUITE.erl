@@ -12,7 +12,9 @@
          killed_etsd_restarts_from_data_dir_and_converges/1,
          replicates_both_ways_with_pool_size_4/1,
          restarted_remote_scope_sees_etsd_as_member_again/1,
-         one_million_users_reach_etsd_with_ticks_flowing/1]).
+         one_million_users_reach_etsd_with_ticks_flowing/1,
+         stopped_etsd_leaves_every_group/1,
+         malformed_messages_are_ignored/1]).
 
 -define(GROUP, 'Elixir.MyApp.PubSub.Adapter').
 -define(SCOPE, 'Elixir.Phoenix.PubSub').
@@ -29,6 +31,8 @@ all() ->
      restarted_beam_cluster_gets_its_data_back_from_etsd,
      killed_etsd_restarts_from_data_dir_and_converges,
      restarted_remote_scope_sees_etsd_as_member_again,
+     stopped_etsd_leaves_every_group,
+     malformed_messages_are_ignored,
      one_million_users_reach_etsd_with_ticks_flowing].
 
 groups() -> [].
@@ -273,3 +277,55 @@ ping_until(Node, Done, Acc) ->
         true -> Acc1;
         _ -> receive after 50 -> ping_until(Node, Done, Acc1) end
     end.
+
+stopped_etsd_leaves_every_group(Config) ->
+    {A, B} = cluster(2),
+    Before = pids([A, B]),
+    E = etsd(Config, A, ["--pool-size", "2"]),
+    await_member(E, A, 2),
+    await_member(E, B, 2),
+    0 = etsd_test_lib:stop_etsd(E),
+    EN = enode(E),
+    Groups = phoenix_pubsub_pg2:groups(?GROUP, 2),
+    etsd_test_lib:await(fun() ->
+        [] =:= [P || N <- [A, B], G <- Groups, P <- seed_test_lib:members(N, G),
+                     node(P) =:= EN]
+    end, 5000, left),
+    %% The BEAM side still replicates among itself.
+    U = {<<"after@example.com">>, 1},
+    seed_test_lib:save_and_emit(A, U),
+    etsd_test_lib:await(fun() -> seed_test_lib:users(B) =:= [U] end, 5000),
+    check_pids(Before).
+
+%% Shapes a buggy or hostile peer might send to etsd's scope and PubSub
+%% mailboxes: each is dropped, and etsd keeps replicating.
+malformed_messages_are_ignored(Config) ->
+    {A, B} = cluster(1),
+    Before = pids([A, B]),
+    E = etsd(Config, A, []),
+    EN = enode(E),
+    await_member(E, A, 1),
+    Fwd = fun(Topic, Msg) -> {forward_to_local, Topic, Msg, 'Elixir.Phoenix.PubSub'} end,
+    Garbage =
+        [{?SCOPE, {discover, not_a_pid}}, {?SCOPE, {'$gen_cast', {sync, self(), bad}}},
+         {?SCOPE, {'$gen_cast', {sync, self(), [{g, [not_a_pid]}]}}},
+         {?SCOPE, {join, self(), 'g', [1, 2]}}, {?SCOPE, {leave, self(), self(), bad}},
+         {?SCOPE, garbage}, {?SCOPE, {'DOWN', make_ref(), process, self(), x}},
+         {?GROUP, garbage}, {?GROUP, {forward_to_local, not_a_binary, x, y}},
+         {?GROUP, Fwd(<<"new">>, {new, not_a_tuple})},
+         {?GROUP, Fwd(<<"new">>, {new, {}})},
+         {?GROUP, Fwd(<<"new">>, {new})},
+         {?GROUP, Fwd(<<"node_up">>, {sync, not_a_list, node()})},
+         {?GROUP, Fwd(<<"node_up">>, {sync, [{ok, 1}, 3, {}, [x] | tail], node()})},
+         {?GROUP, Fwd(<<"node_up">>, {sync})},
+         {?GROUP, Fwd(<<"other">>, {new, {<<"other@example.com">>}})}],
+    [{Name, EN} ! Msg || {Name, Msg} <- Garbage],
+    U = {<<"still@example.com">>, 1},
+    seed_test_lib:save_and_emit(B, U),
+    etsd_test_lib:await(fun() ->
+        erpc:call(EN, ets, lookup, [users, element(1, U)]) =:= [U]
+    end, 5000, still_replicating),
+    %% From the well-formed parts only {ok, 1} was a valid object.
+    [{ok, 1}] = erpc:call(EN, ets, lookup, [users, ok]),
+    [] = erpc:call(EN, ets, lookup, [users, <<"other@example.com">>]),
+    check_pids(Before).
