@@ -1023,11 +1023,17 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
         }
         return;
     }
-    default:
+    case DOP_SPAWN_REQUEST:
+    case DOP_SPAWN_REQUEST_TT:
+    case DOP_SPAWN_REPLY:
+    case DOP_SPAWN_REPLY_TT:
         if (n->ctl_cb) {
             n->ctl_cb(n, peer, m.op, m.ctl, m.ctl_len, m.msg, m.msg_len, n->ctl_data);
             return;
         }
+        log_warn("%s: control message %d with no handler: dropped", peer, m.op);
+        return;
+    default:
         log_warn("%s: unknown control message %d: dropped", peer, m.op);
         return;
     }

@@ -189,10 +189,12 @@ int node_alias_send(node_t *n, node_mbox_t *from, const term_ref_t *alias,
 int node_send_ctl(node_t *n, const char *to_node, const void *ctl,
                   size_t ctl_len, const void *msg, size_t msg_len);
 
-/* Control messages the node does not handle itself (SPAWN_REQUEST 29,
- * SPAWN_REPLY 31, ...) go to this hook, once per message; op is the
- * control tuple's first element. Without a hook they are logged and
- * dropped. ctl/msg are borrowed for the call; msg is NULL when absent. */
+/* The spawn control messages, which the node does not handle itself
+ * (SPAWN_REQUEST 29 and 30, SPAWN_REPLY 31 and 32), go to this hook, once
+ * per message; op is the control tuple's first element. Without a hook
+ * they are logged and dropped; operations unknown to the node are always
+ * logged and dropped. ctl/msg are borrowed for the call; msg is NULL when
+ * absent. */
 typedef void (*node_ctl_cb)(node_t *n, const char *peer, int op,
                             const char *ctl, size_t ctl_len,
                             const char *msg, size_t msg_len, void *data);
