@@ -178,15 +178,18 @@ later_beam_node_gets_data_only_etsd_holds(Config) ->
     Users = users("only", 500),
     save_all(A, Users),
     etsd_test_lib:await(fun() -> etsd_size(E) =:= 500 end, 10000, pulled),
-    %% Now only etsd holds the data.
     [true = erpc:call(N, ets, delete_all_objects, [users]) || N <- [A, B]],
+    %% A user that only etsd holds: ets:insert over rpc stores without
+    %% broadcasting (etsd:insert/2 would broadcast).
+    Marker = {<<"marker@example.com">>, <<"etsd-only">>, 0},
+    true = erpc:call(enode(E), ets, insert, [users, Marker]),
     Before = pids([A, B]),
     C = seed_node("repc", []),
     seed_test_lib:connect(C, A),
-    %% etsd finds C through nodes() polling and plays NodeListener for it.
-    etsd_test_lib:await(fun() -> seed_test_lib:users(C) =:= lists:sort(Users) end,
+    %% etsd finds C through nodes() and plays NodeListener for it.
+    Want = lists:sort([Marker | Users]),
+    etsd_test_lib:await(fun() -> seed_test_lib:users(C) =:= Want end,
                         20000, data_on_c),
-    [] = seed_test_lib:users(A),
     check_pids(Before).
 
 restarted_beam_cluster_gets_its_data_back_from_etsd(Config) ->
