@@ -436,6 +436,8 @@ static int services_start(node_t *n, const node_config_t *cfg, services_t *sv)
     store_table_t *t;
     int rc;
 
+    /* ets:info(T, node) and node() in match specs answer etsd's name. */
+    store_set_node(node_name(n));
     if ((rc = store_start(cfg, sv)) < 0)
         return rc;
     t = store_table_find(sv->store, cfg->table);
