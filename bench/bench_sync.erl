@@ -59,26 +59,38 @@ join(Etsd, Dir, N) ->
     {PA, A} = beam(Dir, [{sync_delay_ms, 0}]),
     true = erpc:call(A, erlang, apply,
                      [fun() -> ets:insert(users, users(N)) end, []], 120000),
-    %% etsd: from process start (boot, connect, pull over rex) to N held.
-    T0 = now_ms(),
-    E = {EN, _, _} = etsd(Etsd, Dir, A),
-    poll(fun() -> erpc:call(EN, ets, info, [users, size]) =:= N end),
-    Te = now_ms() - T0,
-    stop_etsd(E),
-    %% etsd's own account of the pull (bytes, merge time).
-    {ok, LogBin} = file:read_file(filename:join(Dir, "etsd_bench.log")),
-    [io:format("  etsd log: ~s~n", [L]) || L <- binary:split(LogBin, <<"\n">>, [global]),
-                                          binary:match(L, <<"merged">>) =/= nomatch],
-    %% Fresh BEAM seed node: from connect (nodeup, NodeListener sync) to N held.
+    %% Fresh BEAM seed node, before etsd is there: from connect (nodeup,
+    %% NodeListener sync) to N held.
     {PC, C} = beam(Dir, [{sync_delay_ms, 0}]),
     T1 = now_ms(),
     true = erpc:call(C, net_kernel, connect_node, [A]),
     poll(fun() -> erpc:call(C, ets, info, [users, size]) =:= N end),
     Tb = now_ms() - T1,
     peer:stop(PC),
+    %% etsd: from process start (boot, connect, pull over rex) to N held.
+    T0 = now_ms(),
+    E = {EN, _, _} = etsd(Etsd, Dir, A),
+    poll(fun() -> erpc:call(EN, ets, info, [users, size]) =:= N end),
+    Te = now_ms() - T0,
     peer:stop(PA),
     io:format("etsd: ~.1f ms   fresh BEAM seed node: ~.1f ms   etsd/BEAM: ~.2f~n",
-              [Te, Tb, Te / Tb]).
+              [Te, Tb, Te / Tb]),
+    %% The other way: with every BEAM node gone, a fresh one gets the table
+    %% from etsd alone (etsd plays NodeListener, delay 0).
+    io:format("~n-- push: time for a fresh BEAM seed node to hold ~b users from etsd alone~n", [N]),
+    {PD, D} = beam(Dir, [{sync_delay_ms, 0}]),
+    T2 = now_ms(),
+    true = erpc:call(D, net_kernel, connect_node, [EN]),
+    poll(fun() -> erpc:call(D, ets, info, [users, size]) =:= N end),
+    Tp = now_ms() - T2,
+    peer:stop(PD),
+    stop_etsd(E),
+    io:format("etsd -> fresh BEAM node: ~.1f ms   (BEAM -> fresh BEAM node above: ~.1f ms)~n",
+              [Tp, Tb]),
+    %% etsd's own account of the pull and push (bytes, times).
+    {ok, LogBin} = file:read_file(filename:join(Dir, "etsd_bench.log")),
+    [io:format("  etsd log: ~s~n", [L]) || L <- binary:split(LogBin, <<"\n">>, [global]),
+                                          binary:match(L, [<<"merged">>, <<"sent">>]) =/= nomatch].
 
 cpu_ms(OsPid) ->
     {ok, B} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat"),
