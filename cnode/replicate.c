@@ -24,6 +24,7 @@ typedef struct rep_job {
     const char *what;      /* "sync", "pull", "new" */
     size_t objects, bad;
     uint64_t start_ms;
+    uint64_t progress_ms;  /* last progress line */
     struct rep_job *next;
 } rep_job_t;
 
@@ -147,8 +148,16 @@ static void idle_cb(uv_idle_t *h)
         int done = job_step(r, j, budget);
         size_t used = j->objects + j->bad - before;
         budget = used >= budget ? 0 : budget - used;
-        if (!done)
+        if (!done) {
+            uint64_t now = now_ms(r);
+            if (now - (j->progress_ms ? j->progress_ms : j->start_ms) >= 1000) {
+                j->progress_ms = now;
+                log_info("%s: %s: %zu objects merged so far (%zu bytes in all), "
+                         "%llu ms", j->peer, j->what, j->objects, j->len,
+                         (unsigned long long)(now - j->start_ms));
+            }
             break;
+        }
         r->head = j->next;
         if (!r->head)
             r->tail = NULL;
