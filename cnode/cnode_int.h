@@ -370,4 +370,14 @@ uint64_t conn_queued(const conn_t *c);
  * connect drops one of two connections to the same node. */
 void conn_take_pending(conn_t *to, conn_t *from);
 
+/* Unsent frames taken off a connection (for a simultaneous connect lost
+ * before the winning connection exists). */
+typedef struct conn_queue conn_queue_t;
+/* Takes c's unsent frames; NULL if none (or out of memory: then they
+ * stay and are dropped with c). Callable from ops->closed. */
+conn_queue_t *conn_detach_pending(conn_t *c);
+/* Appends q's frames to to's queue (or writes them if it is up); takes q. */
+void conn_attach_pending(conn_t *to, conn_queue_t *q);
+void conn_queue_free(conn_queue_t *q);
+
 #endif

@@ -84,6 +84,10 @@ void conn_close(conn_t *c, int status, const char *reason)
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
+    /* The owner may take the unsent frames (conn_detach_pending) here. */
+    c->in_callback++;
+    c->ops.closed(c, was_up, status, reason, c->data);
+    c->in_callback--;
     while (c->pend_head) {
         wr_t *w = c->pend_head;
         c->pend_head = w->next;
@@ -92,9 +96,6 @@ void conn_close(conn_t *c, int status, const char *reason)
     }
     c->pend_tail = NULL;
     c->pend_bytes = 0;
-    c->in_callback++;
-    c->ops.closed(c, was_up, status, reason, c->data);
-    c->in_callback--;
     conn_maybe_free(c);
 }
 
@@ -564,15 +565,51 @@ int conn_connect(uv_loop_t *loop, const char *peer, const hs_t *hs_template,
     return 0;
 }
 
-void conn_take_pending(conn_t *to, conn_t *from)
+struct conn_queue {
+    wr_t *head, *tail;
+    uint64_t bytes;
+};
+
+conn_queue_t *conn_detach_pending(conn_t *c)
 {
-    if (!from->pend_head || to->state == CONN_CLOSED)
+    if (!c->pend_head)
+        return NULL;
+    conn_queue_t *q = mem_alloc(sizeof *q);
+    if (!q)
+        return NULL;
+    q->head = c->pend_head;
+    q->tail = c->pend_tail;
+    q->bytes = c->pend_bytes;
+    c->pend_head = c->pend_tail = NULL;
+    c->pend_bytes = 0;
+    return q;
+}
+
+void conn_queue_free(conn_queue_t *q)
+{
+    if (!q)
         return;
-    wr_t *head = from->pend_head;
-    uint64_t bytes = from->pend_bytes;
-    from->pend_head = from->pend_tail = NULL;
-    from->pend_bytes = 0;
+    while (q->head) {
+        wr_t *w = q->head;
+        q->head = w->next;
+        mem_free(w->buf);
+        mem_free(w);
+    }
+    mem_free(q);
+}
+
+void conn_attach_pending(conn_t *to, conn_queue_t *q)
+{
+    if (!q)
+        return;
+    if (to->state == CONN_CLOSED) {
+        conn_queue_free(q);
+        return;
+    }
+    wr_t *head = q->head;
     if (to->state == CONN_UP) {
+        q->head = NULL;
+        mem_free(q);
         while (head) {
             wr_t *w = head;
             head = w->next;
@@ -590,8 +627,12 @@ void conn_take_pending(conn_t *to, conn_t *from)
         to->pend_tail->next = head;
     else
         to->pend_head = head;
-    while (head->next)
-        head = head->next;
-    to->pend_tail = head;
-    to->pend_bytes += bytes;
+    to->pend_tail = q->tail;
+    to->pend_bytes += q->bytes;
+    mem_free(q);
+}
+
+void conn_take_pending(conn_t *to, conn_t *from)
+{
+    conn_attach_pending(to, conn_detach_pending(from));
 }

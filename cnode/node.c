@@ -74,6 +74,12 @@ typedef struct waiter {
     int ready;
 } waiter_t;
 
+typedef struct orphan {      /* frames of a connection that lost a simultaneous connect */
+    struct orphan *next;
+    char peer[TERM_ATOM_MAX];
+    conn_queue_t *q;
+} orphan_t;
+
 typedef struct sub {
     struct sub *next;
     int id;
@@ -130,6 +136,7 @@ struct node {
     uint64_t ref_counter;
     uint32_t ref_salt;
     mon_out_t *mons_out;
+    orphan_t *orphans;
     local_msg_t *lq_head, *lq_tail;
     node_mbox_t *net_kernel, *echo;
 };
@@ -1139,6 +1146,21 @@ static void peer_gone(node_t *n, const char *peer)
 
 /* ---- Connection callbacks --------------------------------------------------- */
 
+/* Gives c the frames a lost simultaneous-connect attempt to its peer left. */
+static void adopt_orphans(node_t *n, conn_t *c)
+{
+    for (orphan_t **pp = &n->orphans; *pp;) {
+        orphan_t *o = *pp;
+        if (strcmp(o->peer, conn_peer(c)) == 0) {
+            *pp = o->next;
+            conn_attach_pending(c, o->q);
+            mem_free(o);
+        } else {
+            pp = &o->next;
+        }
+    }
+}
+
 static const char *peer_hs_name(conn_t *c, void *data)
 {
     peer_t *p = data;
@@ -1163,12 +1185,14 @@ static const char *peer_hs_name(conn_t *c, void *data)
             conn_take_pending(c, o->conn);
             log_info("%s: simultaneous connect: taking the incoming connection", name);
             conn_close(o->conn, -EALREADY, "simultaneous connect resolved");
+            adopt_orphans(n, c);
             return "ok_simultaneous";
         }
         /* An earlier incoming attempt still in its handshake: replace it. */
         o->superseded = 1;
         conn_close(o->conn, -EALREADY, "replaced by a newer connection attempt");
     }
+    adopt_orphans(n, c);
     return "ok";
 }
 
@@ -1190,6 +1214,7 @@ static void peer_up(conn_t *c, void *data)
     peer_t *p = data;
     node_t *n = p->node;
     p->up = 1;
+    adopt_orphans(n, c);
     log_info("%s: nodeup (%s)", conn_peer(c), conn_is_initiator(c) ? "outgoing" : "incoming");
     emit(n, NODE_UP, conn_peer(c), NULL);
     finish_waiters(n, conn_peer(c), 0);
@@ -1216,6 +1241,26 @@ static void peer_closed(conn_t *c, int was_up, int status, const char *reason, v
     }
     int superseded = p->superseded;
     mem_free(p);
+    if (status == -EALREADY && !superseded && name[0] && !n->stopping) {
+        /* Our attempt lost a simultaneous connect ('nok'): the peer's own
+         * connection is coming. Keep what was queued for it. */
+        peer_t *other = find_peer(n, name, 0);
+        conn_queue_t *q = conn_detach_pending(c);
+        if (other) {
+            conn_attach_pending(other->conn, q);
+        } else if (q) {
+            orphan_t *o = mem_calloc(1, sizeof *o);
+            if (o) {
+                snprintf(o->peer, sizeof o->peer, "%s", name);
+                o->q = q;
+                o->next = n->orphans;
+                n->orphans = o;
+            } else {
+                conn_queue_free(q);
+            }
+        }
+        return; /* no nodedown, no failure for waiters: the peer's attempt is coming */
+    }
     if (was_up) {
         log_info("%s: nodedown: %s", name, reason);
         peer_gone(n, name);
@@ -1677,6 +1722,12 @@ void node_free(node_t *n)
         mon_out_t *m = n->mons_out;
         n->mons_out = m->next;
         mem_free(m);
+    }
+    while (n->orphans) {
+        orphan_t *o = n->orphans;
+        n->orphans = o->next;
+        conn_queue_free(o->q);
+        mem_free(o);
     }
     while (n->waiters) {
         waiter_t *w = n->waiters;

@@ -87,6 +87,7 @@ unique_name(Prefix) ->
 %%   sname    => true for --sname (host: this machine's short name)
 %%   args     => extra command line arguments (list of strings)
 %%   cookie   => cookie atom (default: this node's)
+%%   env      => [{Var, Value}] added to etsd's environment
 %%   wait     => ping (default: until it answers net_adm:ping from this
 %%               node), epmd (until EPMD lists it: for --sname, another
 %%               cookie or a short net_ticktime) or false
@@ -116,6 +117,7 @@ start_etsd(Opts) when is_map(Opts) ->
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", "exec \"$0\" \"$@\" >>'" ++ Log ++ "' 2>&1",
                               etsd_path() | Args]},
+                      {env, maps:get(env, Opts, [])},
                       exit_status, binary]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
     Caller = self(),

@@ -11,7 +11,9 @@
          wrong_cookie_refused_incoming/1,
          wrong_cookie_refused_outgoing/1,
          ten_beam_peers_at_once/1,
-         epmd_lists_etsd_until_sigterm/1]).
+         epmd_lists_etsd_until_sigterm/1,
+         simultaneous_connect_between_two_etsd_nodes_resolves/1,
+         registers_again_when_epmd_restarts/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -19,7 +21,9 @@ all() ->
     [beam_connects_and_pings_longnames, etsd_is_hidden_in_nodes,
      etsd_connects_out_to_beam_peer, short_names_work_both_ways,
      wrong_cookie_refused_incoming, wrong_cookie_refused_outgoing,
-     ten_beam_peers_at_once, epmd_lists_etsd_until_sigterm].
+     ten_beam_peers_at_once, epmd_lists_etsd_until_sigterm,
+     simultaneous_connect_between_two_etsd_nodes_resolves,
+     registers_again_when_epmd_restarts].
 
 %% A failed case leaves nothing behind: start_etsd/1 kills its etsd when the
 %% test process exits, and peers are linked to it.
@@ -198,3 +202,59 @@ epmd_lists_etsd_until_sigterm(Config) ->
     {ok, After} = net_adm:names("127.0.0.1"),
     false = lists:keymember(Name, 1, After),
     etsd_test_lib:await_log(E, "SIGTERM: shutting down", 1000).
+
+%% Two etsd nodes told at the same moment to send to each other: both
+%% connect at once, and BEAM's rule (the greater name keeps its own
+%% attempt) leaves one connection that carries both messages.
+simultaneous_connect_between_two_etsd_nodes_resolves(Config) ->
+    lists:foreach(
+      fun(Round) ->
+              P = "hs_simul" ++ integer_to_list(Round),
+              E1 = #{node := N1} = etsd_test_lib:start_etsd(#{config => Config, name => P ++ "a"}),
+              E2 = #{node := N2} = etsd_test_lib:start_etsd(#{config => Config, name => P ++ "b"}),
+              M1 = new_test_mailbox(N1),
+              M2 = new_test_mailbox(N2),
+              Self = self(),
+              %% Each mailbox forwards {Self, Tag} to the other; that one
+              %% echoes Tag back here.
+              M1 ! {M2, {Self, {from1, Round}}},
+              M2 ! {M1, {Self, {from2, Round}}},
+              receive {from1, Round} -> ok after 10000 -> ct:fail({lost, from1, Round}) end,
+              receive {from2, Round} -> ok after 10000 -> ct:fail({lost, from2, Round}) end,
+              %% And they stay connected: another exchange goes through.
+              M1 ! {M2, {Self, again}},
+              receive again -> ok after 5000 -> ct:fail(no_second_exchange) end,
+              0 = etsd_test_lib:stop_etsd(E1),
+              0 = etsd_test_lib:stop_etsd(E2)
+      end, lists:seq(1, 3)).
+
+new_test_mailbox(Node) ->
+    {etsd_echo, Node} ! {new_mailbox, self(), undefined},
+    receive {mailbox, Pid} -> Pid after 5000 -> ct:fail(no_mailbox) end.
+
+%% The registration lives as long as its socket: when EPMD restarts, etsd
+%% registers again. A private EPMD on its own port, so others are unaffected.
+registers_again_when_epmd_restarts(Config) ->
+    EpmdPort = integer_to_list(20000 + erlang:unique_integer([positive]) rem 20000),
+    Epmd = os:find_executable("epmd"),
+    StartEpmd = fun() ->
+                        open_port({spawn_executable, Epmd},
+                                  [{args, ["-port", EpmdPort]}, exit_status])
+                end,
+    Names = fun() -> os:cmd(Epmd ++ " -port " ++ EpmdPort ++ " -names") end,
+    P1 = StartEpmd(),
+    E = #{name := Name} =
+        etsd_test_lib:start_etsd(#{config => Config, name => "hs_epmd_restart",
+                                   env => [{"ERL_EPMD_PORT", EpmdPort}], wait => false}),
+    Listed = fun() -> string:find(Names(), "name " ++ Name ++ " at port") =/= nomatch end,
+    etsd_test_lib:await(Listed, 10000, first_registration),
+    {os_pid, OsPid1} = erlang:port_info(P1, os_pid),
+    os:cmd("kill -9 " ++ integer_to_list(OsPid1)),
+    etsd_test_lib:await(fun() -> not Listed() end, 5000, epmd_gone),
+    P2 = StartEpmd(),
+    etsd_test_lib:await(Listed, 10000, registered_again),
+    etsd_test_lib:await_log(E, "registration connection lost", 1000),
+    0 = etsd_test_lib:stop_etsd(E),
+    {os_pid, OsPid2} = erlang:port_info(P2, os_pid),
+    os:cmd("kill -9 " ++ integer_to_list(OsPid2)),
+    ok.
