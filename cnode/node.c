@@ -36,6 +36,7 @@ typedef struct alias_ent {
 struct node_mbox {
     node_t *node;
     struct node_mbox *hnext;     /* pid hash chain */
+    struct node_mbox *nnext;     /* list of registered mailboxes */
     term_pid_t pid;
     char *name;                  /* registered name or NULL */
     node_msg_cb cb;
@@ -136,6 +137,7 @@ struct node {
     uint64_t ref_counter;
     uint32_t ref_salt;
     mon_out_t *mons_out;
+    node_mbox_t *named;          /* registered mailboxes: few, so a list */
     orphan_t *orphans;
     local_msg_t *lq_head, *lq_tail;
     node_mbox_t *net_kernel, *echo;
@@ -332,13 +334,12 @@ static node_mbox_t *find_pid(node_t *n, const term_pid_t *pid)
     return NULL;
 }
 
-/* Names are few (services register a handful): a scan is enough. */
+/* Names are few (services register a handful): a list is enough. */
 static node_mbox_t *find_name(node_t *n, const char *name)
 {
-    for (size_t i = 0; i < n->pidtab_size; i++)
-        for (node_mbox_t *mb = n->pidtab[i]; mb; mb = mb->hnext)
-            if (mb->name && !mb->closed && strcmp(mb->name, name) == 0)
-                return mb;
+    for (node_mbox_t *mb = n->named; mb; mb = mb->nnext)
+        if (!mb->closed && strcmp(mb->name, name) == 0)
+            return mb;
     return NULL;
 }
 
@@ -407,6 +408,13 @@ static void mbox_unlink_table(node_t *n, node_mbox_t *mb)
     if (*pp)
         *pp = mb->hnext;
     n->nmbox--;
+    if (mb->name) {
+        node_mbox_t **np = &n->named;
+        while (*np && *np != mb)
+            np = &(*np)->nnext;
+        if (*np)
+            *np = mb->nnext;
+    }
 }
 
 int node_mbox_new(node_t *n, const char *name, node_msg_cb cb, void *data,
@@ -446,6 +454,10 @@ int node_mbox_new(node_t *n, const char *name, node_msg_cb cb, void *data,
     mb->hnext = n->pidtab[s];
     n->pidtab[s] = mb;
     n->nmbox++;
+    if (mb->name) {
+        mb->nnext = n->named;
+        n->named = mb;
+    }
     *out = mb;
     return 0;
 }
@@ -660,6 +672,8 @@ int node_reg_send(node_t *n, node_mbox_t *from, const char *to_name, const char 
     }
     /* REG_SEND {6, FromPid, Unused, ToName}: From must be a pid. A
      * mailbox-less send uses the net_kernel mailbox's pid. */
+    if (!from && !n->net_kernel)
+        return -ESHUTDOWN;
     const term_pid_t *fp = from ? &from->pid : &n->net_kernel->pid;
     term_buf_t b;
     term_buf_init(&b);
@@ -682,6 +696,8 @@ int node_alias_send(node_t *n, node_mbox_t *from, const term_ref_t *alias,
         lm->alias = *alias;
         return enqueue_local(n, lm);
     }
+    if (!from && !n->net_kernel)
+        return -ESHUTDOWN;
     const term_pid_t *fp = from ? &from->pid : &n->net_kernel->pid;
     term_buf_t b;
     term_buf_init(&b);
