@@ -47,6 +47,8 @@ struct replicate {
     size_t backlog;
     uv_idle_t idle;
     rep_push_t *pushes;
+    unsigned sync_pulls;   /* etsd:sync/0 pulls still out */
+    int sync_push;         /* push to every node once they are merged */
     int sub_id;
     int shut;
 };
@@ -136,6 +138,8 @@ static void job_done(replicate_t *r, rep_job_t *j)
                   j->objects, j->len);
 }
 
+static void sync_push_if_ready(replicate_t *r);
+
 /* Runs once per loop turn while jobs are queued. */
 static void idle_cb(uv_idle_t *h)
 {
@@ -166,8 +170,10 @@ static void idle_cb(uv_idle_t *h)
         job_done(r, j);
         job_free(j);
     }
-    if (!r->head)
+    if (!r->head) {
         uv_idle_stop(&r->idle);
+        sync_push_if_ready(r);
+    }
 }
 
 /* Queues (or, with nothing queued and a small input, applies at once) the
@@ -306,7 +312,21 @@ static void pull_cb(rexc_t *rc, const char *peer, int status, const char *res,
         log_warn("%s: pull: not merged: %s", peer, uv_strerror(e));
 }
 
-static void pull(replicate_t *r, const char *peer)
+/* A pull for etsd:sync/0: when the last one is in, push to every node. */
+static void sync_pull_cb(rexc_t *rc, const char *peer, int status, const char *res,
+                         size_t len, void *data)
+{
+    replicate_t *r = data;
+    pull_cb(rc, peer, status, res, len, data);
+    if (status == -ECANCELED)
+        return;
+    if (r->sync_pulls && --r->sync_pulls == 0) {
+        r->sync_push = 1;
+        sync_push_if_ready(r);
+    }
+}
+
+static int pull(replicate_t *r, const char *peer, rexc_cb cb)
 {
     term_buf_t args;
     int rc;
@@ -314,10 +334,11 @@ static void pull(replicate_t *r, const char *peer)
     term_format(&args, "[~a]", r->cfg->table);
     rc = args.err ? args.err
                   : rexc_call(r->rexc, peer, "ets", "tab2list", args.data, args.len,
-                              REPLICATE_PULL_TIMEOUT_MS, pull_cb, r);
+                              REPLICATE_PULL_TIMEOUT_MS, cb, r);
     if (rc < 0)
         log_warn("%s: pull: %s", peer, uv_strerror(rc));
     term_buf_release(&args);
+    return rc;
 }
 
 /* ---- Push: {sync, Table, node()} to one node -------------------------- */
@@ -423,7 +444,7 @@ static void event_cb(node_t *n, node_event_t ev, const char *peer,
     if (ev == NODE_UP) {
         /* Hidden: no NodeListener sees etsd, so etsd fetches the node's
          * table itself, and plays NodeListener for the node. */
-        pull(r, peer);
+        (void)pull(r, peer, pull_cb);
         push_later(r, peer, r->cfg->sync_delay_ms);
         return;
     }
@@ -530,6 +551,21 @@ int replicate_insert_cb(void *arg, const char *table, const void *obj, size_t le
     return rc;
 }
 
+/* After etsd:sync/0's pulls are all in and merged: every node gets the
+ * union at once. */
+static void sync_push_if_ready(replicate_t *r)
+{
+    const char *names[256];
+    size_t n;
+
+    if (!r->sync_push || r->head || r->shut)
+        return;
+    r->sync_push = 0;
+    n = node_connected(r->node, names, 256);
+    for (size_t i = 0; i < n && i < 256; i++)
+        push_later(r, names[i], 0);
+}
+
 int replicate_sync_cb(void *arg, term_buf_t *out)
 {
     replicate_t *r = arg;
@@ -538,9 +574,14 @@ int replicate_sync_cb(void *arg, term_buf_t *out)
 
     if (n > 256)
         n = 256;
-    for (size_t i = 0; i < n; i++) {
-        pull(r, names[i]);
-        push_later(r, names[i], 0);
+    /* A sync already under way absorbs this one: its push comes after
+     * these pulls too. */
+    for (size_t i = 0; i < n; i++)
+        if (pull(r, names[i], sync_pull_cb) == 0)
+            r->sync_pulls++;
+    if (r->sync_pulls == 0) {
+        r->sync_push = 1;
+        sync_push_if_ready(r);
     }
     term_put_atom(out, "ok");
     return out->err;

@@ -33,8 +33,9 @@ void replicate_free(replicate_t *r);
  * other tables are not replicated (returns 0). Matches rpc_insert_cb. */
 int replicate_insert_cb(void *arg, const char *table, const void *obj, size_t len);
 
-/* etsd:sync/0: pulls from and pushes to every connected node now; appends
- * `ok` to out. Matches rpc_action_cb. */
+/* etsd:sync/0: pulls every connected node's table now and, once all of them
+ * are in and merged, pushes the union to every connected node; appends `ok`
+ * to out at once (the work goes on on the loop). Matches rpc_action_cb. */
 int replicate_sync_cb(void *arg, term_buf_t *out);
 
 /* Writes received and not yet applied (objects). */

@@ -14,7 +14,8 @@
          restarted_remote_scope_sees_etsd_as_member_again/1,
          one_million_users_reach_etsd_with_ticks_flowing/1,
          stopped_etsd_leaves_every_group/1,
-         malformed_messages_are_ignored/1]).
+         malformed_messages_are_ignored/1,
+         etsd_sync_pulls_and_pushes_at_once/1]).
 
 -define(GROUP, 'Elixir.MyApp.PubSub.Adapter').
 -define(SCOPE, 'Elixir.Phoenix.PubSub').
@@ -33,6 +34,7 @@ all() ->
      restarted_remote_scope_sees_etsd_as_member_again,
      stopped_etsd_leaves_every_group,
      malformed_messages_are_ignored,
+     etsd_sync_pulls_and_pushes_at_once,
      one_million_users_reach_etsd_with_ticks_flowing].
 
 groups() -> [].
@@ -331,4 +333,23 @@ malformed_messages_are_ignored(Config) ->
     %% From the well-formed parts only {ok, 1} was a valid object.
     [{ok, 1}] = erpc:call(EN, ets, lookup, [users, ok]),
     [] = erpc:call(EN, ets, lookup, [users, <<"other@example.com">>]),
+    check_pids(Before).
+
+%% etsd:sync/0 over rpc: pull from every node and push to every node now,
+%% without waiting for a nodeup.
+etsd_sync_pulls_and_pushes_at_once(Config) ->
+    {A, B} = cluster(1),
+    E = etsd(Config, A, []),
+    await_member(E, A, 1),
+    await_member(E, B, 1),
+    Ua = users("synca", 50),
+    save_all(A, Ua),
+    Ub = users("syncb", 50),
+    save_all(B, Ub),
+    Before = pids([A, B]),
+    ok = erpc:call(enode(E), etsd, sync, []),
+    Want = lists:sort(Ua ++ Ub),
+    etsd_test_lib:await(fun() -> etsd_users(E) =:= Want end, 5000, pulled),
+    etsd_test_lib:await(fun() -> seed_test_lib:users(A) =:= Want andalso
+                                 seed_test_lib:users(B) =:= Want end, 5000, pushed),
     check_pids(Before).
