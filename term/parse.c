@@ -827,11 +827,12 @@ typedef struct pair {
     uint32_t idx;
 } pair_t;
 
-static const char *sort_base;
-
-static int pair_cmp(const void *a, const void *b)
+/* Orders pairs by canonical key bytes, then by position; arg is the
+ * buffer the canonical keys are in. */
+static int pair_cmp(const void *a, const void *b, void *arg)
 {
     const pair_t *x = a, *y = b;
+    const char *sort_base = arg;
     if (x->clen != y->clen)
         return x->clen < y->clen ? -1 : 1;
     int c = memcmp(sort_base + x->cstart, sort_base + y->cstart, x->clen);
@@ -876,8 +877,7 @@ static int close_map(ps_t *s, frame_t *f)
         at = plain_skip(p, kend);
         pairs[i].vend = at;
     }
-    sort_base = keys.data;
-    qsort(pairs, f->count, sizeof *pairs, pair_cmp);
+    qsort_r(pairs, f->count, sizeof *pairs, pair_cmp, keys.data);
     uint32_t kept = 0;
     for (uint32_t i = 0; i < f->count; i++) {
         int dup = i + 1 < f->count && pairs[i + 1].clen == pairs[i].clen &&

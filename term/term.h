@@ -83,18 +83,28 @@ uint64_t term_hash(const void *p, size_t len);
 /* ---- Text ------------------------------------------------------------- */
 
 /* Appends the term (without version byte) in Erlang syntax, as io:format
- * "~w" writes it, to out, followed by a NUL that len does not count. */
+ * "~w" writes it, to out, followed by a NUL that len does not count.
+ * The term must fill exactly len bytes. Like ~w: binaries as <<97,98>>,
+ * strings as [97,98], floats in float_to_list(F, [short]) form, maps in
+ * the order they are encoded in; pids, ports and refs as ~w shows local
+ * ones (<0.N.S>, #Port<0.N>, #Ref<0.C.B.A>), without their node.
+ * -EPROTO for invalid input (out unchanged), -E2BIG past TERM_MAX_DEPTH. */
 int term_print(const void *in, size_t len, term_buf_t *out);
 
 /* Parses one Erlang literal (atoms, integers of any size, floats, strings,
  * <<"...">> and <<1,2,3>> binaries, tuples, lists, maps, and the pid/ref
  * forms term_print writes are NOT accepted). Leading whitespace and %
  * comments are skipped; *used is set past the term. Appends its canonical
- * encoding to out. Errors: -EPROTO with *used at the offending byte. */
+ * encoding to out. Errors: -EPROTO with *used at the offending byte.
+ * A key repeated in a map keeps its last value, as in maps:from_list/1.
+ * Binary elements are strings and integers of at most 64 bits with an
+ * optional :Size up to 64. -E2BIG for nesting past TERM_MAX_DEPTH, an
+ * integer literal over 100000 digits or a larger Size. */
 int term_parse(const char *text, size_t len, size_t *used, term_buf_t *out);
 
 /* Parses a file:consult/1 style text: zero or more terms, each ended by a
- * dot. Appends each term's canonical encoding to out and sets *count. */
+ * dot. Appends each term's canonical encoding to out and sets *count.
+ * On error (as term_parse) out is unchanged. */
 int term_consult(const char *text, size_t len, term_buf_t *out, size_t *count);
 
 /* ---- Building messages ------------------------------------------------ */
@@ -134,7 +144,9 @@ void term_put_raw(term_buf_t *b, const void *p, size_t len); /* an encoded term 
  *   ~i int64_t    ~u uint64_t    ~f double     ~s  binary from a C string
  *   ~b binary (const void *, size_t)           ~p  pid (const term_pid_t *)
  *   ~r ref (const term_ref_t *)                ~t  encoded term (const void *, size_t)
- *   bare atoms: letters, digits, _ and @ starting lower case; integers.
+ *   bare atoms: letters, digits, _ and @ starting lower case; 'quoted'
+ *   atoms; integers. Map pairs are put in key order, lists of small
+ *   integers become STRING_EXT: the result is canonical if every ~t is.
  * Example:
  *   term_format(b, "{forward_to_local,~s,{new,~t},'Elixir.Phoenix.PubSub'}",
  *               "new", user, user_len);

@@ -260,7 +260,8 @@ START_TEST(parse_stops_after_term)
 }
 END_TEST
 
-/* Nesting: TERM_MAX_DEPTH - 1 levels parse; far deeper is -E2BIG. */
+/* Nesting: TERM_MAX_DEPTH levels parse (the codec accepts as many);
+ * one more, or far more, is -E2BIG. */
 static int parse_nested(size_t depth, char open, char close)
 {
     char *t = malloc(2 * depth + 1);
@@ -280,6 +281,8 @@ START_TEST(parse_deep_nesting_returns_e2big)
 {
     ck_assert_int_eq(parse_nested(100, '[', ']'), 0);
     ck_assert_int_eq(parse_nested(100, '{', '}'), 0);
+    ck_assert_int_eq(parse_nested(TERM_MAX_DEPTH, '[', ']'), 0);
+    ck_assert_int_eq(parse_nested(TERM_MAX_DEPTH, '{', '}'), 0);
     ck_assert_int_eq(parse_nested(TERM_MAX_DEPTH + 1, '[', ']'), -E2BIG);
     ck_assert_int_eq(parse_nested(1000000, '{', '}'), -E2BIG);
 }
