@@ -34,7 +34,7 @@ tool() -> etsd_test_lib:tool_path("store_crash").
 
 kill9_at_random_moments_loses_no_acknowledged_write(Config) ->
     Dir = ?config(data_dir_path, Config),
-    Seed = erlang:unique_integer([positive]),
+    Seed = erlang:phash2({erlang:system_time(), os:getpid()}) + 1,
     rand:seed(exsss, {Seed, Seed * 7, Seed * 13}),
     ct:log("rand seed ~p", [Seed]),
     {Next, Acked, Notes} = cycles(Dir, ?CYCLES, 1, 0, 0),
@@ -47,12 +47,14 @@ kill9_at_random_moments_loses_no_acknowledged_write(Config) ->
 cycles(_Dir, 0, Next, Acked, Notes) ->
     {Next, Acked, Notes};
 cycles(Dir, N, Start, Acked, Notes) ->
-    Target = rand:uniform(40) - 1,
+    %% Target < 0: kill during recovery, before the writer is ready.
+    Target = rand:uniform(45) - 6,
     Port = open_port({spawn_executable, tool()},
                      [{args, ["write", Dir, integer_to_list(Start)]},
                       {line, 256}, exit_status, binary]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
-    LastAck = writer_until(Port, OsPid, Target, Start - 1, false),
+    Killed = Target < 0 andalso kill_now(OsPid),
+    LastAck = writer_until(Port, OsPid, Target, Start - 1, Killed),
     true = LastAck >= Start - 1,
     {Status, Out} = etsd_test_lib:run(tool(), ["check", Dir, integer_to_list(LastAck)]),
     case Status of
@@ -88,10 +90,14 @@ writer_until(Port, OsPid, Target, Last, Killed) ->
 
 maybe_kill(Port, OsPid, Target, Last, false) when Target =< 0 ->
     pause(rand:uniform(4) - 1),
-    os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+    kill_now(OsPid),
     writer_until(Port, OsPid, 0, Last, true);
 maybe_kill(Port, OsPid, Target, Last, Killed) ->
     writer_until(Port, OsPid, Target - 1, Last, Killed).
+
+kill_now(OsPid) ->
+    os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+    true.
 
 %% A random moment: let the writer run on for Ms milliseconds.
 pause(0) -> ok;

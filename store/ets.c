@@ -184,6 +184,7 @@ static int ets_new(ectx_t *x)
     if (rc < 0)
         return rc;
     store_table_opts_t o = {0};
+    o.protection = 1;   /* ETS's default: protected */
     unsigned keypos = 1;
     int named = 0, set = 1;
     mv_t e;
@@ -323,17 +324,7 @@ static int collect_objects(store_table_t *t, mv_t arg, term_buf_t *b, size_t *co
 
 static int put_all(store_table_t *t, term_buf_t *b, size_t count)
 {
-    size_t off = 0;
-    for (size_t i = 0; i < count; i++) {
-        size_t used;
-        if (term_skip(b->data + off, b->len - off, &used) < 0)
-            return -EIO;
-        int rc = store_table_put(t, b->data + off, used);
-        if (rc < 0)
-            return rc;
-        off += used;
-    }
-    return 0;
+    return store_table_put_batch(t, b->data, b->len, count);
 }
 
 static int ets_insert(ectx_t *x, int only_new)
@@ -808,6 +799,9 @@ static int ets_update_counter(ectx_t *x)
     put_tuple_of(&x->tmp2, el, arity);
     if ((rc = x->tmp2.err) < 0 || (rc = res.err) < 0)
         goto out_res;
+    /* The reply must not fail once the counter has moved. */
+    if ((rc = term_buf_reserve(x->out, res.len + 1)) < 0)
+        goto out_res;
     if ((rc = store_table_put(t, x->tmp2.data, x->tmp2.len)) < 0)
         goto out_res;
     if (is_list && nops == 0) {
@@ -908,7 +902,22 @@ static int run_select(ectx_t *x, store_table_t *t, match_spec_t *ms, sel_mode_t 
     selctx_t c = {ms, &x->tmp, 0, mode, t, &x->tmp2};
     term_buf_reset(&x->tmp);
     term_buf_reset(&x->tmp2);
-    int rc = store_table_foreach(t, select_cb, &c);
+    const char *keys[16];
+    size_t lens[16], nk;
+    int rc = 0;
+    if (match_bound_keys(ms, store_table_keypos(t), keys, lens, 16, &nk)) {
+        for (size_t i = 0; i < nk && rc == 0; i++) {
+            int dup = 0;
+            for (size_t j = 0; j < i; j++)
+                dup |= lens[j] == lens[i] && memcmp(keys[j], keys[i], lens[i]) == 0;
+            const char *o;
+            size_t olen;
+            if (!dup && store_table_get(t, keys[i], lens[i], &o, &olen))
+                rc = select_cb(&c, o, olen);
+        }
+    } else {
+        rc = store_table_foreach(t, select_cb, &c);
+    }
     if (rc < 0)
         return rc;
     if (x->tmp.err || x->tmp2.err)
@@ -1370,6 +1379,10 @@ int store_ets_call(store_t *s, const char *fun, const void *args, size_t len,
             fn = ets_tab[i].fn;
     if (!fn)
         return -ENOENT;
+    /* Small replies (true, a count, a counter) are encoded after the
+     * table has changed: make sure they cannot fail then. */
+    if (term_buf_reserve(out, 64) < 0)
+        return -ENOMEM;
     term_buf_init(&x.key);
     term_buf_init(&x.tmp);
     term_buf_init(&x.tmp2);

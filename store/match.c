@@ -293,6 +293,7 @@ typedef struct mclause {
     uint32_t nguard, nbody;
     uint32_t *cvar;          /* sorted '$N' numbers of the head: '$$' order */
     uint32_t ncvar;
+    mv_t head_bytes;         /* the head as written (canonical) */
 } mclause_t;
 
 struct match_spec {
@@ -465,6 +466,46 @@ static int has_pattern_parts(const unsigned char *p, size_t len, int depth)
 
 static mnode_t *compile_pat(match_spec_t *ms, const unsigned char *p, size_t len,
                             int depth, int *err);
+
+/* Whether a term holds '_' or '$N' anywhere (map values included). */
+static int has_vars(const unsigned char *p, size_t len, int depth)
+{
+    if (depth > TERM_MAX_DEPTH)
+        return 1;
+    mv_t v = mv_of(p, len);
+    if (atom_is(v, "_") || var_number(v) >= 0)
+        return 1;
+    term_reader_t r;
+    term_reader_init(&r, p, len);
+    uint32_t n;
+    const char *e;
+    size_t elen;
+    switch (term_peek(&r)) {
+    case TERM_T_TUPLE:
+        if (term_get_tuple(&r, &n) < 0)
+            return 1;
+        break;
+    case TERM_T_LIST:
+        if (term_get_list(&r, &n) < 0 || n == UINT32_MAX)
+            return 1;
+        n++;
+        break;
+    case TERM_T_MAP:
+        if (term_get_map(&r, &n) < 0 || n > UINT32_MAX / 2)
+            return 1;
+        n *= 2;
+        break;
+    default:
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (term_get_any(&r, &e, &elen) < 0)
+            return 1;
+        if (has_vars((const unsigned char *)e, elen, depth + 1))
+            return 1;
+    }
+    return 0;
+}
 
 static mnode_t *lit_node(match_spec_t *ms, nkind_t kind, const unsigned char *p,
                          size_t len, int *err)
@@ -787,6 +828,7 @@ static int compile_clause(match_spec_t *ms, mv_t cl, mclause_t *out)
     if (ms->ncvar > ms->nvars)
         ms->nvars = ms->ncvar;
     int err = 0;
+    out->head_bytes = head;
     /* ETS: a head other than a tuple, '_' or '$N' never matches. */
     if (is_tuple_tag(head.p[0]) || atom_is(head, "_") || var_number(head) >= 0) {
         out->head = compile_pat(ms, head.p, head.len, 0, &err);
@@ -913,6 +955,7 @@ int match_compile_pattern(const void *pat, size_t len, match_kind_t kind,
     ms->nvars = ms->ncvar;
     int err = 0;
     mv_t head = mv_of(c, clen);
+    ce->head_bytes = head;
     if (is_tuple_tag(c[0]) || atom_is(head, "_") || var_number(head) >= 0) {
         if (!(ce->head = compile_pat(ms, c, clen, 0, &err))) {
             rc = err;
@@ -945,6 +988,31 @@ void match_free(match_spec_t *ms)
     arena_release(&ms->run);
     term_buf_release(&ms->tmp);
     mem_free(ms);
+}
+
+int match_bound_keys(match_spec_t *ms, unsigned keypos, const char **keys,
+                     size_t *lens, size_t max, size_t *n)
+{
+    *n = 0;
+    for (uint32_t c = 0; c < ms->ncl; c++) {
+        mclause_t *cl = &ms->cl[c];
+        if (!cl->head)
+            continue;
+        uint32_t arity;
+        size_t off;
+        mv_t h = cl->head_bytes;
+        if (!tuple_hdr(h, &arity, &off) || arity < keypos)
+            return 0;
+        for (unsigned i = 1; i < keypos; i++)
+            off += skip(h.p + off, h.len - off);
+        size_t klen = skip(h.p + off, h.len - off);
+        if (!klen || has_vars(h.p + off, klen, 0) || *n == max)
+            return 0;
+        keys[*n] = (const char *)h.p + off;
+        lens[*n] = klen;
+        (*n)++;
+    }
+    return 1;
 }
 
 /* ---- Running: errors -------------------------------------------------- */

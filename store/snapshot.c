@@ -398,6 +398,12 @@ fail_d:
     return rc;
 }
 
+uint64_t store_log_bytes(store_t *s)
+{
+    store_durable_t *d = s ? store_durable(s) : NULL;
+    return d && d->log_end > WAL_MAGIC_LEN ? d->log_end - WAL_MAGIC_LEN : 0;
+}
+
 int store_flush(store_t *s)
 {
     return wal_sync(store_durable(s));

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "store/store_int.h"
 #include "term/mem.h"
@@ -25,10 +26,13 @@ struct store_table {
     char *name;
     unsigned keypos;
     store_table_opts_t opts;
-    sobj_t **slots;     /* cap entries, NULL when empty */
+    uintptr_t *slots;   /* cap entries: 0 when empty, else slot_make() */
+    void *slots_raw;    /* the allocation slots lies in */
     size_t cap;         /* 0 or a power of two */
     size_t count;
     size_t obj_bytes;   /* allocator footprint of the objects */
+    size_t data_bytes;  /* sum of object lengths: tab2list's size */
+    struct slab *slab;  /* pages small objects are carved from */
     store_table_t *next_table;
 };
 
@@ -40,6 +44,158 @@ struct store {
 };
 
 #define STORE_MIN_CAP 16
+
+/* A slot holds the object pointer with 16 bits of its hash in the top
+ * bits, which user-space pointers leave zero on x86-64 and arm64 (48-bit
+ * addresses). A probe then skips most other keys without touching their
+ * objects: with a million objects each touch is a cache miss. */
+#define SLOT_SHIFT 48
+#define SLOT_PTR ((((uintptr_t)1) << SLOT_SHIFT) - 1)
+
+static uintptr_t slot_tag(uint32_t h)
+{
+    return (uintptr_t)((h >> 16) | 1) << SLOT_SHIFT;
+}
+
+static uintptr_t slot_make(sobj_t *o)
+{
+    return (uintptr_t)o | slot_tag(o->hash);
+}
+
+static sobj_t *slot_obj(uintptr_t v)
+{
+    return (sobj_t *)(v & SLOT_PTR);
+}
+
+/* Large slot arrays are offered to transparent huge pages (the 2 MiB
+ * aligned part of them): random probes over a big table otherwise pay a
+ * TLB miss each. calloc of that size maps fresh zero pages. */
+#define HUGE_ALIGN ((size_t)2 << 20)
+
+static uintptr_t *slots_alloc(size_t cap, void **raw)
+{
+    size_t bytes = cap * sizeof(uintptr_t);
+    uintptr_t *p = mem_calloc(cap, sizeof(uintptr_t));
+    *raw = p;
+#ifdef MADV_HUGEPAGE
+    if (p && bytes >= 2 * HUGE_ALIGN) {
+        uintptr_t a = ((uintptr_t)p + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1);
+        uintptr_t e = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_ALIGN - 1);
+        if (e > a)
+            (void)madvise((void *)a, e - a, MADV_HUGEPAGE);   /* a hint only */
+    }
+#endif
+    return p;
+}
+
+/* ---- Object memory ------------------------------------------------------ */
+
+/* Small objects are carved from 64 KiB pages in 8-byte size classes, one
+ * set per table: a seed user (51 bytes with its header) then takes 56
+ * bytes instead of malloc's 64-byte chunk, and dropping a table frees a
+ * few pages instead of a million chunks. Freed objects go on a free list
+ * per class and are reused; pages return to the system when the table is
+ * cleared or dropped. Larger objects use mem_alloc() directly. */
+#define SLAB_GRAIN    8
+#define SLAB_MAX      256
+#define SLAB_CLASSES  (SLAB_MAX / SLAB_GRAIN)
+#define SLAB_PAGE     65536
+
+typedef struct slab_page {
+    struct slab_page *next;
+    size_t used;
+    max_align_t data[];
+} slab_page_t;
+
+struct slab {
+    slab_page_t *pages;
+    void *free[SLAB_CLASSES + 1];
+    size_t page_bytes;
+};
+
+static size_t slab_class(size_t n)
+{
+    return (n + SLAB_GRAIN - 1) / SLAB_GRAIN;
+}
+
+/* glibc's chunk for a request: 8 bytes of header, 16-byte granules. */
+static size_t malloc_footprint(size_t n)
+{
+    size_t c = (n + 8 + 15) & ~(size_t)15;
+    return c < 32 ? 32 : c;
+}
+
+static void *obj_alloc(store_table_t *t, size_t n)
+{
+    if (n > SLAB_MAX) {
+        void *p = mem_alloc(n);
+        if (p)
+            t->obj_bytes += malloc_footprint(n);
+        return p;
+    }
+    if (!t->slab) {
+        t->slab = mem_calloc(1, sizeof(*t->slab));
+        if (!t->slab)
+            return NULL;
+        t->obj_bytes += malloc_footprint(sizeof(*t->slab));
+    }
+    struct slab *sl = t->slab;
+    size_t c = slab_class(n);
+    void *p = sl->free[c];
+    if (p) {
+        memcpy(&sl->free[c], p, sizeof(void *));
+        return p;
+    }
+    size_t sz = c * SLAB_GRAIN;
+    slab_page_t *pg = sl->pages;
+    if (!pg || SLAB_PAGE - pg->used < sz) {
+        pg = mem_alloc(sizeof(*pg) + SLAB_PAGE);
+        if (!pg)
+            return NULL;
+        pg->used = 0;
+        pg->next = sl->pages;
+        sl->pages = pg;
+        t->obj_bytes += malloc_footprint(sizeof(*pg) + SLAB_PAGE);
+    }
+    p = (char *)pg->data + pg->used;
+    pg->used += sz;
+    return p;
+}
+
+static void obj_free(store_table_t *t, sobj_t *o)
+{
+    size_t n = sizeof(*o) + o->len;
+    if (n > SLAB_MAX) {
+        t->obj_bytes -= malloc_footprint(n);
+        mem_free(o);
+        return;
+    }
+    size_t c = slab_class(n);
+    memcpy(o, &t->slab->free[c], sizeof(void *));
+    t->slab->free[c] = o;
+}
+
+/* Frees every object and page. */
+static void objs_free_all(store_table_t *t)
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        sobj_t *o = slot_obj(t->slots[i]);
+        if (o && sizeof(*o) + o->len > SLAB_MAX)
+            mem_free(o);
+    }
+    if (t->slab) {
+        slab_page_t *pg = t->slab->pages;
+        while (pg) {
+            slab_page_t *n = pg->next;
+            mem_free(pg);
+            pg = n;
+        }
+        mem_free(t->slab);
+        t->slab = NULL;
+    }
+    t->obj_bytes = 0;
+    t->data_bytes = 0;
+}
 
 /* ---- Store ------------------------------------------------------------- */
 
@@ -55,9 +211,8 @@ int store_new(store_t **out)
 
 static void table_free(store_table_t *t)
 {
-    for (size_t i = 0; i < t->cap; i++)
-        mem_free(t->slots[i]);
-    mem_free(t->slots);
+    objs_free_all(t);
+    mem_free(t->slots_raw);
     mem_free(t->opts.heir);
     mem_free(t->name);
     mem_free(t);
@@ -188,17 +343,10 @@ store_t *store_table_store(const store_table_t *t)
     return t->s;
 }
 
-/* glibc's chunk for a request: 8 bytes of header, 16-byte granules. */
-static size_t malloc_footprint(size_t n)
-{
-    size_t c = (n + 8 + 15) & ~(size_t)15;
-    return c < 32 ? 32 : c;
-}
-
 size_t store_table_memory(const store_table_t *t)
 {
-    return sizeof(*t) + malloc_footprint(strlen(t->name) + 1) +
-           t->cap * sizeof(sobj_t *) + t->obj_bytes;
+    size_t slots = t->cap * sizeof(uintptr_t);
+    return sizeof(*t) + malloc_footprint(strlen(t->name) + 1) + slots + t->obj_bytes;
 }
 
 /* ---- Keys -------------------------------------------------------------- */
@@ -279,10 +427,16 @@ static size_t probe(const store_table_t *t, const void *key, size_t klen,
 {
     size_t mask = t->cap - 1;
     size_t i = h & mask;
+    uintptr_t tag = slot_tag(h);
     for (;;) {
-        sobj_t *o = t->slots[i];
-        if (!o || (o->hash == h && sobj_has_key(t, o, key, klen)))
+        uintptr_t v = t->slots[i];
+        if (!v)
             return i;
+        if ((v & ~SLOT_PTR) == tag) {
+            sobj_t *o = slot_obj(v);
+            if (o->hash == h && sobj_has_key(t, o, key, klen))
+                return i;
+        }
         i = (i + 1) & mask;
     }
 }
@@ -290,22 +444,24 @@ static size_t probe(const store_table_t *t, const void *key, size_t klen,
 static int table_grow(store_table_t *t)
 {
     size_t ncap = t->cap ? t->cap * 2 : STORE_MIN_CAP;
-    if (ncap > SIZE_MAX / sizeof(sobj_t *))
+    if (ncap > (SIZE_MAX - HUGE_ALIGN) / sizeof(uintptr_t))
         return -ENOMEM;
-    sobj_t **ns = mem_calloc(ncap, sizeof(*ns));
+    void *raw;
+    uintptr_t *ns = slots_alloc(ncap, &raw);
     if (!ns)
         return -ENOMEM;
     for (size_t i = 0; i < t->cap; i++) {
-        sobj_t *o = t->slots[i];
-        if (!o)
+        uintptr_t v = t->slots[i];
+        if (!v)
             continue;
-        size_t j = o->hash & (ncap - 1);
+        size_t j = slot_obj(v)->hash & (ncap - 1);
         while (ns[j])
             j = (j + 1) & (ncap - 1);
-        ns[j] = o;
+        ns[j] = v;
     }
-    mem_free(t->slots);
+    mem_free(t->slots_raw);
     t->slots = ns;
+    t->slots_raw = raw;
     t->cap = ncap;
     return 0;
 }
@@ -316,7 +472,7 @@ int store_table_get(store_table_t *t, const void *key, size_t klen,
     if (t->count == 0)
         return 0;
     size_t i = probe(t, key, klen, key_hash(key, klen));
-    sobj_t *o = t->slots[i];
+    sobj_t *o = slot_obj(t->slots[i]);
     if (!o)
         return 0;
     *obj = o->data;
@@ -338,30 +494,110 @@ static int table_put(store_table_t *t, const void *obj, size_t len,
             return rc;
     }
     uint32_t h = key_hash(key, klen);
-    sobj_t *o = mem_alloc(sizeof(*o) + len);
+    sobj_t *o = obj_alloc(t, sizeof(*o) + len);
     if (!o)
         return -ENOMEM;
     o->len = (uint32_t)len;
+    if ((uintptr_t)o & ~SLOT_PTR) {
+        /* An address above 2^48 (5-level paging with a high mmap hint)
+         * leaves no room for the tag. Never seen by default on Linux. */
+        obj_free(t, o);
+        return -ENOMEM;
+    }
     o->hash = h;
     memcpy(o->data, obj, len);
     if (!t->s->replaying) {
         int rc = store_journal_put(t->s, t->name, o->data, len);
         if (rc < 0) {
-            mem_free(o);
+            obj_free(t, o);
             return rc;
         }
     }
     size_t i = probe(t, key, klen, h);
-    sobj_t *old = t->slots[i];
+    sobj_t *old = slot_obj(t->slots[i]);
     if (old) {
-        t->obj_bytes -= malloc_footprint(sizeof(*old) + old->len);
-        mem_free(old);
+        t->data_bytes -= old->len;
+        obj_free(t, old);
     } else {
         t->count++;
     }
-    t->slots[i] = o;
-    t->obj_bytes += malloc_footprint(sizeof(*o) + len);
+    t->slots[i] = slot_make(o);
+    t->data_bytes += len;
     return 0;
+}
+
+int store_table_put_batch(store_table_t *t, const void *objs, size_t len, size_t count)
+{
+    if (count == 0)
+        return 0;
+    if (count > SIZE_MAX / 4 / sizeof(sobj_t *) || len > SIZE_MAX / 2)
+        return -ENOMEM;
+    /* Room in the slot array first, then every object: after that nothing
+     * can fail but the journal. */
+    while ((t->count + count) * 4 > t->cap * 3) {
+        int rc = table_grow(t);
+        if (rc < 0)
+            return rc;
+    }
+    sobj_t **os = mem_alloc(count * sizeof(*os));
+    if (!os)
+        return -ENOMEM;
+    const char *p = objs;
+    size_t off = 0, n, used;
+    int rc = 0;
+    for (n = 0; n < count; n++) {
+        const char *key;
+        size_t klen;
+        if (term_skip(p + off, len - off, &used) < 0 || used > UINT32_MAX ||
+            store_obj_key(p + off, used, t->keypos, &key, &klen) < 0) {
+            rc = -EINVAL;
+            break;
+        }
+        os[n] = obj_alloc(t, sizeof(sobj_t) + used);
+        if (!os[n]) {
+            rc = -ENOMEM;
+            break;
+        }
+        if ((uintptr_t)os[n] & ~SLOT_PTR) {
+            os[n]->len = (uint32_t)used;
+            obj_free(t, os[n]);
+            rc = -ENOMEM;
+            break;
+        }
+        os[n]->len = (uint32_t)used;
+        os[n]->hash = key_hash(key, klen);
+        memcpy(os[n]->data, p + off, used);
+        off += used;
+    }
+    size_t linked = 0;
+    if (rc == 0) {
+        for (; linked < count; linked++) {
+            sobj_t *o = os[linked];
+            if (!t->s->replaying) {
+                rc = store_journal_put(t->s, t->name, o->data, o->len);
+                if (rc < 0)
+                    break;
+            }
+            const char *key;
+            size_t klen;
+            store_obj_key(o->data, o->len, t->keypos, &key, &klen);
+            size_t i = probe(t, key, klen, o->hash);
+            sobj_t *old = slot_obj(t->slots[i]);
+            if (old) {
+                t->data_bytes -= old->len;
+                obj_free(t, old);
+            } else {
+                t->count++;
+            }
+            t->slots[i] = slot_make(o);
+            t->data_bytes += o->len;
+        }
+        n = count;
+    }
+    for (size_t i = linked; i < n; i++)
+        obj_free(t, os[i]);
+    mem_free(os);
+    return rc;
 }
 
 int store_table_put(store_table_t *t, const void *obj, size_t len)
@@ -381,18 +617,18 @@ static void slot_remove(store_table_t *t, size_t i)
     size_t j = i;
     for (;;) {
         j = (j + 1) & mask;
-        sobj_t *o = t->slots[j];
-        if (!o)
+        uintptr_t v = t->slots[j];
+        if (!v)
             break;
-        size_t home = o->hash & mask;
-        /* o may move to i if i lies cyclically in [home, j). */
+        size_t home = slot_obj(v)->hash & mask;
+        /* v may move to i if i lies cyclically in [home, j). */
         if ((j > i && (home <= i || home > j)) ||
             (j < i && (home <= i && home > j))) {
-            t->slots[i] = o;
+            t->slots[i] = v;
             i = j;
         }
     }
-    t->slots[i] = NULL;
+    t->slots[i] = 0;
 }
 
 int store_table_remove(store_table_t *t, const void *key, size_t klen)
@@ -400,7 +636,7 @@ int store_table_remove(store_table_t *t, const void *key, size_t klen)
     if (t->count == 0)
         return -ENOENT;
     size_t i = probe(t, key, klen, key_hash(key, klen));
-    sobj_t *o = t->slots[i];
+    sobj_t *o = slot_obj(t->slots[i]);
     if (!o)
         return -ENOENT;
     if (!t->s->replaying) {
@@ -408,8 +644,8 @@ int store_table_remove(store_table_t *t, const void *key, size_t klen)
         if (rc < 0)
             return rc;
     }
-    t->obj_bytes -= malloc_footprint(sizeof(*o) + o->len);
-    mem_free(o);
+    t->data_bytes -= o->len;
+    obj_free(t, o);
     slot_remove(t, i);
     t->count--;
     return 0;
@@ -422,13 +658,12 @@ int store_table_clear(store_table_t *t)
         if (rc < 0)
             return rc;
     }
-    for (size_t i = 0; i < t->cap; i++)
-        mem_free(t->slots[i]);
-    mem_free(t->slots);
+    objs_free_all(t);
+    mem_free(t->slots_raw);
+    t->slots_raw = NULL;
     t->slots = NULL;
     t->cap = 0;
     t->count = 0;
-    t->obj_bytes = 0;
     return 0;
 }
 
@@ -436,8 +671,9 @@ static int scan_from(store_table_t *t, size_t i, const char **obj, size_t *len)
 {
     for (; i < t->cap; i++) {
         if (t->slots[i]) {
-            *obj = t->slots[i]->data;
-            *len = t->slots[i]->len;
+            sobj_t *o = slot_obj(t->slots[i]);
+            *obj = o->data;
+            *len = o->len;
             return 1;
         }
     }
@@ -463,7 +699,7 @@ int store_table_next(store_table_t *t, const void *key, size_t klen,
 int store_table_foreach(store_table_t *t, store_object_cb cb, void *arg)
 {
     for (size_t i = 0; i < t->cap; i++) {
-        sobj_t *o = t->slots[i];
+        sobj_t *o = slot_obj(t->slots[i]);
         if (o) {
             int rc = cb(arg, o->data, o->len);
             if (rc)
@@ -607,7 +843,7 @@ int store_tab2list(store_table_t *t, term_buf_t *out)
         term_put_nil(out);
     } else {
         /* One reservation, then memcpy per object. */
-        if (term_buf_reserve(out, 6 + t->obj_bytes) < 0)
+        if (term_buf_reserve(out, 6 + t->data_bytes) < 0)
             return -ENOMEM;
         term_put_list(out, (uint32_t)t->count);
         int rc = store_table_foreach(t, tab2list_cb, out);

@@ -79,6 +79,10 @@ void store_set_node(const char *node);
  * On a memory-only store store_snapshot() returns -EINVAL and store_flush()
  * returns 0. Both block on fsync: run them off the event loop if needed. */
 
+/* Bytes in the log since the last snapshot (0 for a memory-only store), so
+ * the caller can snapshot when the log grows past a threshold. */
+uint64_t store_log_bytes(store_t *s);
+
 /* ---- ets:tab2file format ----------------------------------------------- */
 
 #define STORE_T2F_OBJECT_COUNT 1u  /* {extended_info, [object_count]} */
@@ -86,9 +90,9 @@ void store_set_node(const char *node);
 
 /* Writes t to path in the format of ets:tab2file/3 with the extended_info
  * the flags ask for, so that ets:file2tab(Path, [{verify, true}]) on BEAM
- * recreates it (a named, public set). The file is written to Path.tmp,
- * fsynced and renamed. Returns 0, -EINVAL for bad flags, or a negative
- * errno from the file system. */
+ * recreates it (a named set with t's protection). The file is written to
+ * Path.tmp, fsynced and renamed. Returns 0, -EINVAL for bad flags, or a
+ * negative errno from the file system. */
 int store_tab2file(store_table_t *t, const char *path, unsigned flags);
 
 /* The same file contents, appended to out. On error out may hold a part

@@ -85,6 +85,12 @@ int store_table_get(store_table_t *t, const void *key, size_t klen,
  * a tuple with keypos elements. */
 int store_table_put(store_table_t *t, const void *obj, size_t len);
 
+/* Inserts count canonical objects lying back to back in objs[0..len),
+ * all or none: memory for all of them is taken before the first is
+ * stored (only a journal failure can leave a prefix stored, as logged).
+ * -EINVAL if one is not a tuple with keypos elements. */
+int store_table_put_batch(store_table_t *t, const void *objs, size_t len, size_t count);
+
 /* Deletes by canonical key; journaled. 0, or -ENOENT if absent. */
 int store_table_remove(store_table_t *t, const void *key, size_t klen);
 

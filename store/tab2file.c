@@ -215,6 +215,7 @@ typedef struct t2f_header {
     int object_count;   /* extended_info */
     int md5sum;
     int64_t major;
+    int protection;     /* as store_table_opts_t: 0 public, 1 protected, 2 private */
 } t2f_header_t;
 
 static int atom_is(term_reader_t *r, const char *want)
@@ -283,6 +284,13 @@ static int parse_header(const char *p, size_t len, t2f_header_t *h, const char *
                 return -EBADMSG;
             }
             have_size = 1;
+        } else if (!strcmp(tag, "protection")) {
+            /* Kept for ets:info/2; etsd itself has one owner, so it
+             * changes nothing here. Unknown values read as public. */
+            if (atom_is(&e, "protected"))
+                h->protection = 1;
+            else if (atom_is(&e, "private"))
+                h->protection = 2;
         } else if (!strcmp(tag, "major_version")) {
             if (term_get_long(&e, &h->major) < 0)
                 h->major = 0;
@@ -413,6 +421,7 @@ int store_file2tab_mem(store_t *s, const void *data, size_t len, int verify,
         t = NULL;
         goto fail;
     }
+    store_table_opts(t)->protection = (unsigned char)h.protection;
     while ((rc = dl_next(buf, len, &off, &it, &why)) == 1) {
         if (ended) {
             why = "items after the end record";
@@ -647,7 +656,8 @@ int store_tab2file_mem(store_table_t *t, unsigned flags, term_buf_t *out)
     term_put_ulong(&hdr, store_table_keypos(t));
     term_put_tuple(&hdr, 2);
     term_put_atom(&hdr, "protection");
-    term_put_atom(&hdr, "public");
+    unsigned prot = store_table_opts(t)->protection;
+    term_put_atom(&hdr, prot == 1 ? "protected" : prot == 2 ? "private" : "public");
     term_put_tuple(&hdr, 2);
     term_put_atom(&hdr, "major_version");
     term_put_long(&hdr, 1);

@@ -173,6 +173,8 @@ int wal_decode(const void *buf, size_t len, wal_rec_t *rec)
      * of another version or a forger made it: still check every length. */
     memset(rec, 0, sizeof *rec);
     rec->seq = get_u64(p);
+    if (rec->seq > WAL_SEQ_MAX)
+        return -EBADMSG;
     rec->type = (wal_type_t)p[8];
     rec->size = WAL_HDR_LEN + rlen;
     const uint8_t *b = p + WAL_REC_MIN;

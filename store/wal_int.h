@@ -32,6 +32,9 @@
  * past this is far likelier a flipped bit than a real 1 GiB object. */
 #define WAL_REC_MAX     (1u << 30)
 #define WAL_NAME_MAX    255          /* table names are atoms: 255 chars */
+/* Seqs count appends from 1; one far past any real count is damage (and
+ * would make the next seq wrap). */
+#define WAL_SEQ_MAX     (UINT64_C(1) << 62)
 
 #define WAL_LOG_FILE    "store.wal"
 #define WAL_SNAP_FILE   "store.snap"

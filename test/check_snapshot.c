@@ -224,6 +224,24 @@ START_TEST(reopen_replays_delete_clear_and_drop)
 }
 END_TEST
 
+START_TEST(log_bytes_grow_with_writes_and_reset_on_snapshot)
+{
+    store_t *s = open_ok(STORE_FSYNC_NEVER), *m;
+    store_table_t *t;
+    ck_assert_uint_eq(store_log_bytes(s), 0);
+    ck_assert_int_eq(store_table_create(s, "t", 1, &t), 0);
+    put(t, 1, 10);
+    ck_assert_uint_eq(store_log_bytes(s), (uint64_t)file_size(WAL_LOG_FILE) - WAL_MAGIC_LEN);
+    ck_assert_uint_gt(store_log_bytes(s), 0);
+    ck_assert_int_eq(store_snapshot(s), 0);
+    ck_assert_uint_eq(store_log_bytes(s), 0);
+    store_free(s);
+    ck_assert_int_eq(store_new(&m), 0);
+    ck_assert_uint_eq(store_log_bytes(m), 0);
+    store_free(m);
+}
+END_TEST
+
 START_TEST(snapshot_truncates_log_and_restores)
 {
     fill(30, 30);
@@ -589,6 +607,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, open_creates_missing_dir);
     tcase_add_test(tc, reopen_replays_log);
     tcase_add_test(tc, reopen_replays_delete_clear_and_drop);
+    tcase_add_test(tc, log_bytes_grow_with_writes_and_reset_on_snapshot);
     tcase_add_test(tc, snapshot_truncates_log_and_restores);
     tcase_add_test(tc, writes_after_snapshot_come_from_log);
     tcase_add_test(tc, old_log_left_by_crash_after_snapshot_is_skipped);

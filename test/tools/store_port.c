@@ -2,7 +2,7 @@
  * memory-only store, so Common Test can apply the same operations to real
  * ETS and to store/ and compare. Each request is term_to_binary({Fun,
  * Args}); each reply is {ok, Result}, {error, badarg}, {error, undef} or
- * {error, {errno, N}}. */
+ * {error, {errno, N}}. Usage: store_port [--node NAME] */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -81,9 +81,12 @@ static void handle(store_t *s, const char *req, size_t len, term_buf_t *out)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     store_t *s;
+    /* --node NAME: what node() and ets:info(T, node) answer */
+    if (argc == 3 && strcmp(argv[1], "--node") == 0)
+        store_set_node(argv[2]);
     if (store_new(&s) < 0)
         return 1;
     term_buf_t out;
