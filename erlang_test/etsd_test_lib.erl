@@ -86,7 +86,7 @@ unique_name(Prefix) ->
 %%   name     => name prefix (default "etsd"); a unique suffix is added
 %%   sname    => true for --sname (host: this machine's short name)
 %%   args     => extra command line arguments (list of strings)
-%%   cookie   => cookie atom (default: this node's)
+%%   cookie   => cookie atom (default: this node's); none: no --cookie
 %%   env      => [{Var, Value}] added to etsd's environment
 %%   wait     => ping (default: until it answers net_adm:ping from this
 %%               node), epmd (until EPMD lists it: for --sname, another
@@ -101,7 +101,10 @@ start_etsd(Opts) when is_map(Opts) ->
               #{config := C} -> proplists:get_value(priv_dir, C)
           end,
     Name = unique_name(maps:get(name, Opts, "etsd")),
-    Cookie = atom_to_list(maps:get(cookie, Opts, erlang:get_cookie())),
+    CookieArgs = case maps:get(cookie, Opts, erlang:get_cookie()) of
+                     none -> [];
+                     C0 -> ["--cookie", atom_to_list(C0)]
+                 end,
     {NameArgs, Node} =
         case maps:get(sname, Opts, false) of
             true ->
@@ -111,7 +114,7 @@ start_etsd(Opts) when is_map(Opts) ->
                 {["--name", Name ++ "@127.0.0.1"],
                  list_to_atom(Name ++ "@127.0.0.1")}
         end,
-    Args = NameArgs ++ ["--cookie", Cookie] ++ maps:get(args, Opts, []),
+    Args = NameArgs ++ CookieArgs ++ maps:get(args, Opts, []),
     Log = filename:join(Dir, Name ++ ".log"),
     %% exec: the shell becomes etsd, so the port's os_pid is etsd's pid.
     Port = open_port({spawn_executable, "/bin/sh"},

@@ -13,7 +13,9 @@
          ten_beam_peers_at_once/1,
          epmd_lists_etsd_until_sigterm/1,
          simultaneous_connect_between_two_etsd_nodes_resolves/1,
-         registers_again_when_epmd_restarts/1]).
+         registers_again_when_epmd_restarts/1,
+         cookie_file_is_read_and_checked_as_erl_does/1,
+         unknown_option_exits_2_with_usage/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -23,7 +25,8 @@ all() ->
      wrong_cookie_refused_incoming, wrong_cookie_refused_outgoing,
      ten_beam_peers_at_once, epmd_lists_etsd_until_sigterm,
      simultaneous_connect_between_two_etsd_nodes_resolves,
-     registers_again_when_epmd_restarts].
+     registers_again_when_epmd_restarts,
+     cookie_file_is_read_and_checked_as_erl_does, unknown_option_exits_2_with_usage].
 
 %% A failed case leaves nothing behind: start_etsd/1 kills its etsd when the
 %% test process exits, and peers are linked to it.
@@ -258,3 +261,24 @@ registers_again_when_epmd_restarts(Config) ->
     {os_pid, OsPid2} = erlang:port_info(P2, os_pid),
     os:cmd("kill -9 " ++ integer_to_list(OsPid2)),
     ok.
+
+cookie_file_is_read_and_checked_as_erl_does(Config) ->
+    Dir = ?config(priv_dir, Config),
+    File = filename:join(Dir, "cookie_" ++ integer_to_list(erlang:unique_integer([positive]))),
+    ok = file:write_file(File, atom_to_list(erlang:get_cookie()) ++ "\n"),
+    %% Readable by others: refused as erl refuses it.
+    ok = file:change_mode(File, 8#644),
+    {2, Out} = etsd_test_lib:run(etsd_test_lib:etsd_path(),
+                                 ["--name", "hs_ck_bad@127.0.0.1", "--cookie-file", File]),
+    match = re:run(Out, "must be accessible by owner only", [{capture, none}]),
+    %% Owner only: the node starts with that cookie and answers a ping.
+    ok = file:change_mode(File, 8#400),
+    E = etsd_test_lib:start_etsd(#{config => Config, name => "hs_ck", cookie => none,
+                                   args => ["--cookie-file", File]}),
+    0 = etsd_test_lib:stop_etsd(E).
+
+unknown_option_exits_2_with_usage(_Config) ->
+    {2, Out} = etsd_test_lib:run(etsd_test_lib:etsd_path(),
+                                 ["--name", "x@127.0.0.1", "--no-such-option", "1"]),
+    match = re:run(Out, "unknown option '--no-such-option'", [{capture, none}]),
+    match = re:run(Out, "usage: etsd", [{capture, none}]).
