@@ -1214,21 +1214,29 @@ static const char *peer_hs_name(conn_t *c, void *data)
 
 static void peer_alive_confirmed(conn_t *c, void *data)
 {
-    peer_t *p = data;
-    node_t *n = p->node;
-    for (peer_t *o = n->peers; o; o = o->next) {
-        if (o != p && o->up && conn_state(o->conn) != CONN_CLOSED &&
-            strcmp(conn_peer(o->conn), conn_peer(c)) == 0) {
-            log_info("%s: reconnected; dropping the old connection", conn_peer(c));
-            conn_close(o->conn, 0, "replaced by a new connection");
-        }
-    }
+    /* Nothing yet: as dist_util does, the old connection is dropped only
+     * once the new one has proved the cookie (peer_up), so a stranger
+     * using a connected node's name cannot cut that node off. */
+    (void)c;
+    (void)data;
 }
 
 static void peer_up(conn_t *c, void *data)
 {
     peer_t *p = data;
     node_t *n = p->node;
+    /* A node that came back before we saw its old connection die
+     * ('alive' status): the old one goes first, with its nodedown. */
+    for (peer_t *o = n->peers; o;) {
+        peer_t *next = o->next;
+        if (o != p && o->up && conn_state(o->conn) != CONN_CLOSED &&
+            strcmp(conn_peer(o->conn), conn_peer(c)) == 0) {
+            log_info("%s: reconnected; dropping the old connection", conn_peer(c));
+            conn_close(o->conn, 0, "replaced by a new connection");
+            next = n->peers; /* the list changed */
+        }
+        o = next;
+    }
     p->up = 1;
     adopt_orphans(n, c);
     log_info("%s: nodeup (%s)", conn_peer(c), conn_is_initiator(c) ? "outgoing" : "incoming");

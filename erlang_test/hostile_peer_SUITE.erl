@@ -9,7 +9,8 @@
          silent_client_is_dropped_after_setup_time/1,
          absurd_length_prefixes_close_only_that_connection/1,
          malformed_frames_after_valid_handshake_are_dropped/1,
-         wrong_digest_from_raw_client_is_refused/1]).
+         wrong_digest_from_raw_client_is_refused/1,
+         stranger_using_a_connected_name_cannot_cut_it_off/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -18,7 +19,8 @@ all() ->
      silent_client_is_dropped_after_setup_time,
      absurd_length_prefixes_close_only_that_connection,
      malformed_frames_after_valid_handshake_are_dropped,
-     wrong_digest_from_raw_client_is_refused].
+     wrong_digest_from_raw_client_is_refused,
+     stranger_using_a_connected_name_cannot_cut_it_off].
 
 %% Flags a raw client advertises: OTP 25's mandatory set plus what etsd
 %% needs to talk back (dist.hrl values).
@@ -219,3 +221,22 @@ recv_send_to(S, Pid) ->
                 _ -> recv_send_to(S, Pid)
             end
     end.
+
+%% A raw client claims the name of the connected good peer: etsd answers
+%% 'alive', the client insists ('true') but cannot prove the cookie, and
+%% the good peer's connection is untouched (dist_util drops the old
+%% connection only after the challenge).
+stranger_using_a_connected_name_cannot_cut_it_off(Config) ->
+    Peer = ?config(good, Config),
+    GoodName = atom_to_list(peer:call(Peer, erlang, node, [])),
+    S = connect(Config),
+    ok = gen_tcp:send(S, name_msg(GoodName)),
+    <<"salive">> = recv_msg(S),
+    ok = gen_tcp:send(S, <<5:16, "strue">>),
+    <<$N, _:64, Chal:32, _/binary>> = recv_msg(S),
+    Digest = erlang:md5("not the cookie" ++ integer_to_list(Chal)),
+    ok = gen_tcp:send(S, <<21:16, $r, 1:32, Digest/binary>>),
+    await_closed(S, 5000),
+    await_log(Config, "wrong cookie"),
+    ok = good_echo(Peer, ?config(etsd, Config), still_connected),
+    false = etsd_test_lib:log_has(?config(etsd, Config), GoodName ++ ": nodedown").
