@@ -138,6 +138,7 @@ struct node {
     uint32_t ref_salt;
     mon_out_t *mons_out;
     node_mbox_t *named;          /* registered mailboxes: few, so a list */
+    struct test_mbox *tests;     /* diagnostic mailboxes' state */
     orphan_t *orphans;
     local_msg_t *lq_head, *lq_tail;
     node_mbox_t *net_kernel, *echo;
@@ -1411,9 +1412,21 @@ static void net_kernel_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
  *                               {monitored, Ref}, and forwards the DOWN
  *   {link_exit_to, ReplyTo}     EXIT signals it gets are forwarded there */
 typedef struct test_mbox {
+    struct test_mbox *next;      /* node's list, so node_free() frees them */
     int has_reply;
     term_pid_t reply_to;
 } test_mbox_t;
+
+static void test_mbox_free(node_t *n, test_mbox_t *t)
+{
+    for (test_mbox_t **pp = &n->tests; *pp; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    }
+    mem_free(t);
+}
 
 static void echo_pair(node_t *n, node_mbox_t *mb, term_reader_t *r)
 {
@@ -1450,7 +1463,7 @@ static void test_mbox_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
         size_t len;
         if (term_get_any(&r, &reason, &len) == 0) {
             node_mbox_close(mb, reason, len);
-            mem_free(t);
+            test_mbox_free(n, t);
         }
         return;
     }
@@ -1519,6 +1532,8 @@ static void echo_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
         mem_free(t);
         return;
     }
+    t->next = n->tests;
+    n->tests = t;
     term_buf_t b;
     term_buf_init(&b);
     term_put_tuple(&b, 2);
@@ -1746,6 +1761,11 @@ void node_free(node_t *n)
         mon_out_t *m = n->mons_out;
         n->mons_out = m->next;
         mem_free(m);
+    }
+    while (n->tests) {
+        struct test_mbox *t = n->tests;
+        n->tests = t->next;
+        mem_free(t);
     }
     while (n->orphans) {
         orphan_t *o = n->orphans;
