@@ -376,72 +376,97 @@ static int ets_info_long(rpc_exec_t *x, const char *tab, size_t tab_len,
     return rc;
 }
 
-/* The arity of the object stored under key, 0 if there is none. */
-static int ets_object_arity(rpc_exec_t *x, const rpc_args_t *a, uint32_t *arity)
+/* The object stored under key (its tuple bytes) appended to obj, nothing
+ * if there is none. */
+static int ets_lookup_object(rpc_exec_t *x, const rpc_args_t *a, term_buf_t *obj)
 {
     term_buf_t out;
     term_reader_t r;
     uint32_t n;
+    const char *p;
+    size_t l;
     term_buf_init(&out);
     int rc = ets_call2(x, "lookup", a->argv[0], a->argl[0], a->argv[1], a->argl[1], &out);
     if (rc == 0 && out.err)
         rc = out.err;
-    *arity = 0;
     if (rc == 0) {
         term_reader_init(&r, out.data, out.len);
         if (term_peek(&r) == TERM_T_LIST && term_get_list(&r, &n) == 0 && n > 0 &&
-            term_get_tuple(&r, arity) < 0)
-            rc = -EPROTO;
+            term_get_any(&r, &p, &l) == 0)
+            term_put_raw(obj, p, l);
     }
     term_buf_release(&out);
     return rc;
 }
 
-/* Causes of a bad update_counter position, as erl_db.c names them. */
-enum { POS_OK = 0, POS_OUT_OF_RANGE, POS_IS_KEY };
+/* How update_counter's ops fare against an object, in order, as erl_db.c
+ * checks them: the first op with a bad position gives the cause; an op
+ * that fails otherwise first (not an integer there) gives none. */
+enum { POS_OK = 0, POS_OUT_OF_RANGE, POS_IS_KEY, POS_PLAIN_BADARG };
 
-static int check_position(const char *p, size_t l, int64_t keypos, uint32_t arity)
+static int element_is_integer(const char *obj, size_t len, int64_t pos)
 {
     term_reader_t r;
-    int64_t pos;
-    term_reader_init(&r, p, l);
-    if (term_get_long(&r, &pos) < 0)
-        return POS_OK; /* not an integer: a plain badarg, no cause */
-    if (pos == keypos)
-        return POS_IS_KEY;
-    return pos < 1 || pos > (int64_t)arity ? POS_OUT_OF_RANGE : POS_OK;
+    uint32_t arity;
+    const char *p;
+    size_t l;
+    term_reader_init(&r, obj, len);
+    if (term_get_tuple(&r, &arity) < 0 || pos < 1 || pos > (int64_t)arity)
+        return 0;
+    for (int64_t i = 1; i < pos; i++)
+        if (term_get_any(&r, &p, &l) < 0)
+            return 0;
+    return term_peek(&r) == TERM_T_INTEGER;
 }
 
-/* update_counter's UpdateOp: Incr | {Pos, Incr} | {Pos, Incr, Thr, Set} or
- * a list of those. The first bad position decides. */
-static int counter_ops_position(const char *p, size_t l, int64_t keypos, uint32_t arity)
+static int check_counter_op(int64_t pos, int incr_ok, int64_t keypos, const char *obj,
+                            size_t len)
+{
+    term_reader_t r;
+    uint32_t arity;
+    term_reader_init(&r, obj, len);
+    /* the op's shape (an integer increment) is checked before its position */
+    if (term_get_tuple(&r, &arity) < 0 || !incr_ok)
+        return POS_PLAIN_BADARG;
+    if (pos == keypos)
+        return POS_IS_KEY;
+    if (pos < 1 || pos > (int64_t)arity)
+        return POS_OUT_OF_RANGE;
+    if (!element_is_integer(obj, len, pos))
+        return POS_PLAIN_BADARG;
+    return POS_OK;
+}
+
+/* UpdateOp: Incr | {Pos, Incr} | {Pos, Incr, Thr, Set} or a list of those. */
+static int counter_ops_check(const char *p, size_t l, int64_t keypos, const char *obj,
+                             size_t len)
 {
     term_reader_t r;
     uint32_t n, k;
     const char *e;
     size_t el;
+    int64_t pos;
     term_reader_init(&r, p, l);
     switch (term_peek(&r)) {
     case TERM_T_INTEGER:
-        return keypos + 1 > (int64_t)arity ? POS_OUT_OF_RANGE : POS_OK;
+        return check_counter_op(keypos + 1, 1, keypos, obj, len);
     case TERM_T_TUPLE:
-        if (term_get_tuple(&r, &k) < 0 || (k != 2 && k != 4) ||
-            term_get_any(&r, &e, &el) < 0)
-            return POS_OK;
-        return check_position(e, el, keypos, arity);
+        if (term_get_tuple(&r, &k) < 0 || (k != 2 && k != 4) || term_get_long(&r, &pos) < 0)
+            return POS_PLAIN_BADARG;
+        return check_counter_op(pos, term_peek(&r) == TERM_T_INTEGER, keypos, obj, len);
     case TERM_T_LIST:
         if (term_get_list(&r, &n) < 0)
-            return POS_OK;
+            return POS_PLAIN_BADARG;
         for (uint32_t i = 0; i < n; i++) {
-            int bad;
+            int rc;
             if (term_get_any(&r, &e, &el) < 0)
-                return POS_OK;
-            if ((bad = counter_ops_position(e, el, keypos, arity)) != POS_OK)
-                return bad;
+                return POS_PLAIN_BADARG;
+            if ((rc = counter_ops_check(e, el, keypos, obj, len)) != POS_OK)
+                return rc;
         }
         return POS_OK;
     default:
-        return POS_OK;
+        return POS_PLAIN_BADARG;
     }
 }
 
@@ -491,7 +516,6 @@ static int table_exists(rpc_exec_t *x, const rpc_args_t *a)
 static const char *ets_badarg_cause(rpc_exec_t *x, const char *fun, const rpc_args_t *a)
 {
     int64_t keypos;
-    uint32_t arity;
     if (strcmp(fun, "new") == 0) {
         char name[TERM_ATOM_MAX];
         if (a->argc == 2 && arg_atom(a, 0, name) == 0 &&
@@ -509,27 +533,38 @@ static const char *ets_badarg_cause(rpc_exec_t *x, const char *fun, const rpc_ar
     if (a->argc < 2 || a->argc > RPC_MAX_ARGS)
         return NULL;
     if (strcmp(fun, "update_counter") == 0 && (a->argc == 3 || a->argc == 4)) {
+        const char *cause = NULL;
+        term_buf_t obj;
+        term_buf_init(&obj);
         if (ets_info_long(x, a->argv[0], a->argl[0], "keypos", &keypos) < 0 ||
-            ets_object_arity(x, a, &arity) < 0)
-            return NULL;
-        if (arity == 0) {
-            if (a->argc == 3)
-                return "badkey";
-            term_reader_t r;
-            term_reader_init(&r, a->argv[3], a->argl[3]);
-            if (term_get_tuple(&r, &arity) < 0)
-                return NULL;
+            ets_lookup_object(x, a, &obj) < 0 || obj.err)
+            goto counter_done;
+        if (obj.len == 0) {
+            if (a->argc == 3) {
+                cause = "badkey";
+                goto counter_done;
+            }
+            term_put_raw(&obj, a->argv[3], a->argl[3]); /* the default object */
         }
-        switch (counter_ops_position(a->argv[2], a->argl[2], keypos, arity)) {
-        case POS_IS_KEY: return "keypos";
-        case POS_OUT_OF_RANGE: return "position";
-        default: return NULL;
+        switch (counter_ops_check(a->argv[2], a->argl[2], keypos, obj.data, obj.len)) {
+        case POS_IS_KEY: cause = "keypos"; break;
+        case POS_OUT_OF_RANGE: cause = "position"; break;
+        default: break;
         }
+counter_done:
+        term_buf_release(&obj);
+        return cause;
     }
     if (strcmp(fun, "lookup_element") == 0 && a->argc == 3) {
-        if (ets_object_arity(x, a, &arity) == 0 && arity == 0)
-            return "badkey";
-        return NULL;
+        int64_t pos;
+        /* erl_db.c checks the position before it looks the key up */
+        if (arg_long(a, 2, &pos) < 0 || pos < 1)
+            return NULL;
+        term_buf_t obj;
+        term_buf_init(&obj);
+        int missing = ets_lookup_object(x, a, &obj) == 0 && !obj.err && obj.len == 0;
+        term_buf_release(&obj);
+        return missing ? "badkey" : NULL;
     }
     if (strcmp(fun, "update_element") == 0 && a->argc == 3) {
         if (ets_info_long(x, a->argv[0], a->argl[0], "keypos", &keypos) == 0 &&
@@ -578,8 +613,101 @@ static int ets_badarg(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_r
     return raise_badarg(res, "ets", fun, a, "erl_stdlib_errors", cause);
 }
 
+/* match/3, match_object/3 and select/3 return {Chunk, Continuation}; the
+ * store answers the whole match, so the continuation carries the rest:
+ * {'$etsd_continuation', Limit, Rest}, or '$end_of_table' when nothing is
+ * left (ets:match('$end_of_table') answers '$end_of_table' on BEAM too). */
+static const char cont_tag[] = "$etsd_continuation";
+
+static int put_chunk(term_buf_t *out, int64_t limit, const char *list, size_t len)
+{
+    term_reader_t r;
+    uint32_t n = 0;
+    const char *p;
+    size_t l;
+    term_reader_init(&r, list, len);
+    if (term_peek(&r) == TERM_T_NIL) {
+        term_put_atom(out, "$end_of_table");
+        return 0;
+    }
+    if (term_peek(&r) != TERM_T_LIST || term_get_list(&r, &n) < 0)
+        return -EPROTO;
+    uint32_t take = (int64_t)n < limit ? n : (uint32_t)limit;
+    term_put_tuple(out, 2);
+    term_put_list(out, take);
+    for (uint32_t i = 0; i < take; i++) {
+        if (term_get_any(&r, &p, &l) < 0)
+            return -EPROTO;
+        term_put_raw(out, p, l);
+    }
+    term_put_nil(out);
+    if (take == n) {
+        term_put_atom(out, "$end_of_table");
+        return 0;
+    }
+    term_put_tuple(out, 3);
+    term_put_atom(out, cont_tag);
+    term_put_long(out, limit);
+    term_put_list(out, n - take);
+    /* the rest of the elements and the tail, as received */
+    term_put_raw(out, r.buf + r.pos, r.len - r.pos);
+    return 0;
+}
+
+static int ets_limited(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_result_t *res)
+{
+    int64_t limit;
+    term_buf_t all;
+    if (arg_long(a, 2, &limit) < 0 || limit < 1)
+        return ets_badarg(x, fun, a, res);
+    term_buf_init(&all);
+    int rc = ets_call2(x, fun, a->argv[0], a->argl[0], a->argv[1], a->argl[1], &all);
+    if (rc == 0 && all.err)
+        rc = all.err;
+    if (rc == 0)
+        rc = put_chunk(&res->value, limit, all.data, all.len);
+    term_buf_release(&all);
+    if (rc == -EINVAL)
+        return ets_badarg(x, fun, a, res);
+    if (rc < 0)
+        return raise_internal(res, "ets", fun, a, rc);
+    return 0;
+}
+
+static int ets_continue(const char *fun, const rpc_args_t *a, rpc_result_t *res)
+{
+    char tag[TERM_ATOM_MAX];
+    term_reader_t r;
+    uint32_t k;
+    int64_t limit;
+    const char *p;
+    size_t l;
+    term_reader_init(&r, a->argv[0], a->argl[0]);
+    if (term_peek(&r) == TERM_T_ATOM && term_get_atom(&r, tag) == 0 &&
+        strcmp(tag, "$end_of_table") == 0) {
+        term_put_atom(&res->value, "$end_of_table");
+        return 0;
+    }
+    term_reader_init(&r, a->argv[0], a->argl[0]);
+    if (term_get_tuple(&r, &k) == 0 && k == 3 && term_get_atom(&r, tag) == 0 &&
+        strcmp(tag, cont_tag) == 0 && term_get_long(&r, &limit) == 0 && limit > 0 &&
+        term_get_any(&r, &p, &l) == 0 && put_chunk(&res->value, limit, p, l) == 0)
+        return 0;
+    return raise_badarg(res, "ets", fun, a, "erl_stdlib_errors", NULL);
+}
+
+static int is_limited_fun(const char *fun)
+{
+    return strcmp(fun, "match") == 0 || strcmp(fun, "match_object") == 0 ||
+           strcmp(fun, "select") == 0;
+}
+
 static int call_ets(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_result_t *res)
 {
+    if (a->argc == 3 && is_limited_fun(fun))
+        return ets_limited(x, fun, a, res);
+    if (a->argc == 1 && is_limited_fun(fun))
+        return ets_continue(fun, a, res);
     int rc = store_ets_call(x->store, fun, a->all, a->all_len, &res->value);
     if (rc == 0 && res->value.err)
         rc = res->value.err;

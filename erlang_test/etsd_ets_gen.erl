@@ -46,7 +46,8 @@ normalize(Mode, Node, Tab, F, {ok, K}) when F =:= next; F =:= prev ->
     end;
 normalize(_Mode, _Node, Tab, all, {ok, L}) when is_list(L) ->
     {ok, {has_table, lists:member(Tab, L)}};
-normalize(_Mode, _Node, _Tab, whereis, {ok, R}) when is_reference(R) ->
+%% BEAM answers a tid; etsd, whose tables are known by name, the name.
+normalize(_Mode, _Node, Tab, whereis, {ok, R}) when is_reference(R); R =:= Tab ->
     {ok, tid};
 normalize(_Mode, _Node, _Tab, info, {ok, L}) when is_list(L) ->
     {ok, [lists:keyfind(I, 1, L) || I <- [name, size, keypos, type, named_table]]};
@@ -109,11 +110,10 @@ counter_op() ->
     end.
 
 element_op() ->
-    case rand:uniform(4) of
+    case rand:uniform(3) of
         1 -> {pos(), value()};
         2 -> [{2, value()}, {3, value()}];
-        3 -> [{pos(), value()}];
-        4 -> {2}
+        3 -> [{pos(), value()}]
     end.
 
 pattern() ->

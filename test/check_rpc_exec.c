@@ -215,6 +215,37 @@ START_TEST(memory_returns_nine_pairs_with_total_first)
 }
 END_TEST
 
+START_TEST(match_with_limit_returns_chunks_and_continuation)
+{
+    fixture_t f;
+    fx_init(&f);
+    const char *first = fx_call(&f, "ets", "match", "[tt,{'$1','_'},1]");
+    ck_assert_msg(strncmp(first, "{[[", 3) == 0 && strstr(first, "'$etsd_continuation'"),
+                  "%s", first);
+    /* feed the continuation back, as the caller would */
+    term_buf_t cont;
+    term_buf_init(&cont);
+    term_reader_t r;
+    uint32_t k;
+    const char *p;
+    size_t l;
+    term_reader_init(&r, f.res.value.data, f.res.value.len);
+    ck_assert_int_eq(term_get_tuple(&r, &k), 0);
+    ck_assert_int_eq(term_get_any(&r, &p, &l), 0);
+    ck_assert_int_eq(term_get_any(&r, &p, &l), 0);
+    term_put_list(&cont, 1);
+    term_put_raw(&cont, p, l);
+    term_put_nil(&cont);
+    ck_assert_int_eq(rpc_exec_call(f.x, "ets", "match", cont.data, cont.len, &f.res), 0);
+    term_buf_reset(&f.text);
+    ck_assert_int_eq(term_print(f.res.value.data, f.res.value.len, &f.text), 0);
+    ck_assert_msg(strstr(f.text.data, ",'$end_of_table'}") != NULL, "%s", f.text.data);
+    term_buf_release(&cont);
+    ck_assert_str_eq(fx_call(&f, "ets", "match", "[tt,{zzz,'_'},5]"), "'$end_of_table'");
+    fx_release(&f);
+}
+END_TEST
+
 /* ---- etsd ------------------------------------------------------------- */
 
 typedef struct seen {
@@ -392,6 +423,7 @@ Suite *rpc_exec_suite(void)
     tcase_add_test(tc, nodes_with_hook_lists_peers_and_this);
     tcase_add_test(tc, system_time_millisecond_lies_between_two_clock_reads);
     tcase_add_test(tc, memory_returns_nine_pairs_with_total_first);
+    tcase_add_test(tc, match_with_limit_returns_chunks_and_continuation);
     suite_add_tcase(s, tc);
     tc = tcase_create("etsd");
     tcase_add_test(tc, etsd_insert_stores_and_calls_hook_per_object);

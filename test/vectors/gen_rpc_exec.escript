@@ -40,7 +40,15 @@ cases() ->
      {throw_term, erlang, throw, [{x, "y"}]},
      {exit_term, erlang, exit, [{shutdown, 1}]},
      {error_1, erlang, error, [oops]},
-     {error_2, erlang, error, [oops, [1, a]]}].
+     {error_2, erlang, error, [oops, [1, a]]},
+     {match_limit_zero, ets, match, [tt, '_', 0]},
+     {select_limit_not_integer, ets, select, [tt, [{'_', [], ['$_']}], x]},
+     {match_object_limit_no_table, ets, match_object, [nosuch, '_', 1]},
+     {select_end_of_table, ets, select, ['$end_of_table']},
+     {select_bad_continuation, ets, select, [foo]},
+     {update_counter_not_integer_first, ets, update_counter, [tt, b, [{2, 1}, {3, 1}]]},
+     {update_counter_default_position, ets, update_counter, [tt, zz, {3, 1}, {zz, 0}]},
+     {lookup_element_bad_pos_missing_key, ets, lookup_element, [tt, zz, 0]}].
 
 main(_) ->
     {ok, _} = net_kernel:start(['rpc_exec_vectors@127.0.0.1', longnames]),
