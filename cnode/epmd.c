@@ -503,3 +503,137 @@ fail_q:
     mem_free(q);
     return rc;
 }
+
+/* NAMES ----------------------------------------------------------------- */
+
+#define EPMD_NAMES_MAX_BYTES (1 << 20) /* more than any EPMD would list */
+#define EPMD_NAMES_MAX 1024
+
+typedef struct epmd_n {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    cbuf_t out, in;
+    epmd_names_cb cb;
+    void *data;
+    int status;
+    int done;
+    /* decoded result */
+    char *names[EPMD_NAMES_MAX];
+    int ports[EPMD_NAMES_MAX];
+    size_t count;
+} epmd_n_t;
+
+static void n_collect(const char *name, int port, void *data)
+{
+    epmd_n_t *q = data;
+    if (q->count >= EPMD_NAMES_MAX)
+        return;
+    char *s = mem_strdup(name);
+    if (!s)
+        return;
+    q->names[q->count] = s;
+    q->ports[q->count++] = port;
+}
+
+static void n_closed(uv_handle_t *h)
+{
+    epmd_n_t *q = h->data;
+    if (q->cb) {
+        if (q->status == 0 && epmd_decode_names(q->in.data, q->in.len, n_collect, q) < 0)
+            q->status = -EPROTO;
+        q->cb(q->status, (const char *const *)q->names, q->ports,
+              q->status == 0 ? q->count : 0, q->data);
+    }
+    for (size_t i = 0; i < q->count; i++)
+        mem_free(q->names[i]);
+    cbuf_release(&q->out);
+    cbuf_release(&q->in);
+    mem_free(q);
+}
+
+static void n_finish(epmd_n_t *q, int status)
+{
+    if (q->done)
+        return;
+    q->done = 1;
+    q->status = status;
+    uv_close((uv_handle_t *)&q->tcp, n_closed);
+}
+
+static void n_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    epmd_n_t *q = s->data;
+    if (q->done)
+        return;
+    if (nread == UV_EOF) {
+        n_finish(q, 0); /* EPMD closes after the list */
+        return;
+    }
+    if (nread < 0) {
+        n_finish(q, (int)nread);
+        return;
+    }
+    if (q->in.len + (size_t)nread > EPMD_NAMES_MAX_BYTES ||
+        cbuf_put(&q->in, buf->base, (size_t)nread) < 0)
+        n_finish(q, -EPROTO);
+}
+
+static void n_written(uv_write_t *w, int status)
+{
+    epmd_n_t *q = w->data;
+    if (status < 0)
+        n_finish(q, status);
+}
+
+static void n_connected(uv_connect_t *c, int status)
+{
+    epmd_n_t *q = c->data;
+    if (status < 0) {
+        n_finish(q, status);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(q->out.data, (unsigned)q->out.len);
+    q->wreq.data = q;
+    int rc = uv_read_start((uv_stream_t *)&q->tcp, q_alloc, n_read);
+    if (rc == 0)
+        rc = uv_write(&q->wreq, (uv_stream_t *)&q->tcp, &b, 1, n_written);
+    if (rc < 0)
+        n_finish(q, rc);
+}
+
+int epmd_names(uv_loop_t *loop, const struct sockaddr_in *epmd, epmd_names_cb cb, void *data)
+{
+    epmd_n_t *q = mem_calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    q->cb = cb;
+    q->data = data;
+    cbuf_init(&q->out);
+    cbuf_init(&q->in);
+    struct sockaddr_in sa;
+    if (epmd) {
+        sa = *epmd;
+    } else {
+        uv_ip4_addr("127.0.0.1", epmd_port(), &sa);
+    }
+    int rc = epmd_encode_names(&q->out);
+    if (rc == 0)
+        rc = uv_tcp_init(loop, &q->tcp);
+    if (rc < 0) {
+        cbuf_release(&q->out);
+        mem_free(q);
+        return rc;
+    }
+    q->tcp.data = q;
+    q->creq.data = q;
+    rc = uv_tcp_connect(&q->creq, &q->tcp, (const struct sockaddr *)&sa, n_connected);
+    if (rc < 0) {
+        /* Synchronous failure: no callback; q goes with the handle. */
+        q->cb = NULL;
+        q->done = 1;
+        uv_close((uv_handle_t *)&q->tcp, n_closed);
+        return rc;
+    }
+    return 0;
+}

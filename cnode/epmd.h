@@ -3,6 +3,7 @@
 #ifndef ETSD_EPMD_H
 #define ETSD_EPMD_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -33,5 +34,17 @@ typedef void (*epmd_port_cb)(int status, uint16_t port, const struct sockaddr *a
  * loop turn, unless this returns an error. */
 int epmd_port_please(uv_loop_t *loop, const char *host, const char *alive,
                      epmd_port_cb cb, void *data);
+
+/* status 0 and the nodes EPMD lists (names without host, and ports), or
+ * a negative errno. The arrays are valid during the call only. */
+typedef void (*epmd_names_cb)(int status, const char *const *names, const int *ports,
+                              size_t count, void *data);
+
+/* NAMES_REQ to the EPMD at epmd (NULL: the local one, ERL_EPMD_PORT or
+ * 4369). cb runs exactly once, on a later loop turn, unless this returns
+ * an error. */
+struct sockaddr_in;
+int epmd_names(uv_loop_t *loop, const struct sockaddr_in *epmd, epmd_names_cb cb,
+               void *data);
 
 #endif

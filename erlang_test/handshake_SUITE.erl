@@ -15,7 +15,8 @@
          simultaneous_connect_between_two_etsd_nodes_resolves/1,
          registers_again_when_epmd_restarts/1,
          cookie_file_is_read_and_checked_as_erl_does/1,
-         unknown_option_exits_2_with_usage/1]).
+         unknown_option_exits_2_with_usage/1,
+         epmd_names_client_lists_etsd_with_its_port/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -26,7 +27,8 @@ all() ->
      ten_beam_peers_at_once, epmd_lists_etsd_until_sigterm,
      simultaneous_connect_between_two_etsd_nodes_resolves,
      registers_again_when_epmd_restarts,
-     cookie_file_is_read_and_checked_as_erl_does, unknown_option_exits_2_with_usage].
+     cookie_file_is_read_and_checked_as_erl_does, unknown_option_exits_2_with_usage,
+     epmd_names_client_lists_etsd_with_its_port].
 
 %% A failed case leaves nothing behind: start_etsd/1 kills its etsd when the
 %% test process exits, and peers are linked to it.
@@ -282,3 +284,15 @@ unknown_option_exits_2_with_usage(_Config) ->
                                  ["--name", "x@127.0.0.1", "--no-such-option", "1"]),
     match = re:run(Out, "unknown option '--no-such-option'", [{capture, none}]),
     match = re:run(Out, "usage: etsd", [{capture, none}]).
+
+%% etsd's own NAMES client (through test/tools/epmd_names.c) sees what
+%% net_adm:names/1 sees for this etsd. EPMD is shared with other tests, so
+%% only this node's line is compared.
+epmd_names_client_lists_etsd_with_its_port(Config) ->
+    E = #{name := Name} = etsd_test_lib:start_etsd(#{config => Config, name => "hs_names"}),
+    {ok, Names} = net_adm:names("127.0.0.1"),
+    {Name, Port} = lists:keyfind(Name, 1, Names),
+    {0, Out} = etsd_test_lib:run(etsd_test_lib:tool_path("epmd_names"), []),
+    Lines = string:split(binary_to_list(Out), "\n", all),
+    true = lists:member(Name ++ " " ++ integer_to_list(Port), Lines),
+    0 = etsd_test_lib:stop_etsd(E).
