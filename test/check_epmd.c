@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cnode/cnode_int.h"
+#include "term/mem.h"
 
 START_TEST(alive2_req_bytes_match_spec)
 {
@@ -178,6 +179,20 @@ START_TEST(split_name_accepts_alive_at_host_only)
 }
 END_TEST
 
+START_TEST(encode_allocation_failure_returns_enomem_and_keeps_buffer)
+{
+    cbuf_t b;
+    cbuf_init(&b);
+    mem_fail_after(1);
+    ck_assert_int_eq(epmd_encode_alive2(&b, "etsd", 1, EPMD_NODE_HIDDEN), -ENOMEM);
+    ck_assert_int_eq(epmd_encode_port2(&b, "etsd"), -ENOMEM);
+    ck_assert_int_eq(epmd_encode_names(&b), -ENOMEM);
+    mem_fail_after(0);
+    ck_assert_uint_eq(b.len, 0);
+    cbuf_release(&b);
+}
+END_TEST
+
 Suite *epmd_suite(void)
 {
     Suite *s = suite_create("epmd");
@@ -188,6 +203,7 @@ Suite *epmd_suite(void)
     tcase_add_test(t, alive2_resp_decodes_16bit_creation);
     tcase_add_test(t, alive2_resp_refusal_reports_result);
     tcase_add_test(t, alive2_resp_garbage_returns_eproto);
+    tcase_add_test(t, encode_allocation_failure_returns_enomem_and_keeps_buffer);
     suite_add_tcase(s, t);
     t = tcase_create("port_please2");
     tcase_add_test(t, port2_req_bytes_match_spec);
