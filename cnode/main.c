@@ -448,7 +448,7 @@ static int services_start(node_t *n, const node_config_t *cfg, services_t *sv)
         return rc;
     if ((rc = pg_new(n, PG_SCOPE_PHOENIX, &sv->pg)) < 0 ||
         (rc = pubsub_new(n, sv->pg, cfg->pubsub, cfg->pool_size, &sv->pubsub)) < 0 ||
-        (rc = replicate_new(n, sv->pubsub, sv->store, &sv->rep)) < 0)
+        (rc = replicate_new(n, sv->pg, sv->pubsub, sv->store, &sv->rep)) < 0)
         return rc;
     rpc_exec_set_insert_cb(sv->exec, replicate_insert_cb, sv->rep);
     rpc_exec_set_sync_cb(sv->exec, replicate_sync_cb, sv->rep);

@@ -28,11 +28,13 @@ typedef struct pg_peer {
     struct pg_peer *next;
 } pg_peer_t;
 
-/* A node whose scope went DOWN while the node stayed up: we send it
- * {discover, Self} until a new scope answers (being hidden, etsd gets no
- * discover from a restarted scope's init). */
+/* A connected node whose scope we do not know: it came up before its app
+ * started the scope, or its scope went DOWN while the node stayed up. We
+ * send it {discover, Self} until a scope answers: being hidden, etsd gets
+ * no discover from a scope's init (it goes to nodes() only). */
 typedef struct pg_redisc {
     char *node;
+    unsigned attempts;
     struct pg_redisc *next;
 } pg_redisc_t;
 
@@ -43,6 +45,7 @@ struct pg {
     pg_groups_t local;
     pg_peer_t *peers;
     pg_redisc_t *redisc;
+    pg_redisc_t *seen;     /* nodes whose scope synced since they connected */
     uv_timer_t timer;
     int timer_init;
     int sub_id;
@@ -145,9 +148,9 @@ static pg_peer_t *peer_find(pg_t *pg, const term_pid_t *pid)
     return NULL;
 }
 
-static void redisc_drop(pg_t *pg, const char *node)
+static void list_drop(pg_redisc_t **list, const char *node)
 {
-    for (pg_redisc_t **r = &pg->redisc; *r; r = &(*r)->next) {
+    for (pg_redisc_t **r = list; *r; r = &(*r)->next) {
         if (strcmp((*r)->node, node) == 0) {
             pg_redisc_t *dead = *r;
             *r = dead->next;
@@ -156,6 +159,11 @@ static void redisc_drop(pg_t *pg, const char *node)
             return;
         }
     }
+}
+
+static void redisc_drop(pg_t *pg, const char *node)
+{
+    list_drop(&pg->redisc, node);
 }
 
 /* A scope we did not know: monitor it (pg.erl does, on discover and on
@@ -369,8 +377,21 @@ static int handle_sync(pg_t *pg, term_reader_t *r)
     if (isnew && !peer->synced_to)
         send_discover_pid(pg, &from);
     log_debug("%s: pg: sync with %zu groups", from.node, peer->groups.n);
+    int first = 1;
+    for (pg_redisc_t *sn = pg->seen; sn; sn = sn->next)
+        if (strcmp(sn->node, from.node) == 0)
+            first = 0;
+    if (first) {
+        pg_redisc_t *sn = mem_calloc(1, sizeof *sn);
+        if (sn && (sn->node = mem_strdup(from.node))) {
+            sn->next = pg->seen;
+            pg->seen = sn;
+        } else {
+            mem_free(sn);
+        }
+    }
     if (pg->sync_cb)
-        pg->sync_cb(pg, from.node, pg->sync_data);
+        pg->sync_cb(pg, from.node, first, pg->sync_data);
     rc = 0;
 out:
     groups_release(&gs);
@@ -461,11 +482,34 @@ static int handle_leave(pg_t *pg, term_reader_t *r)
 static void timer_cb(uv_timer_t *t)
 {
     pg_t *pg = t->data;
-    for (pg_redisc_t *r = pg->redisc; r; r = r->next)
-        if (node_is_connected(pg->node, r->node))
+    for (pg_redisc_t *r = pg->redisc; r; r = r->next) {
+        /* Every tick for the first PG_REDISCOVER_FAST tries, then one in
+         * ten: a node that never runs the scope costs little. */
+        if (node_is_connected(pg->node, r->node) &&
+            (r->attempts < PG_REDISCOVER_FAST || r->attempts % 10 == 0))
             send_discover_node(pg, r->node);
+        r->attempts++;
+    }
     if (!pg->redisc)
         uv_timer_stop(&pg->timer);
+}
+
+static int redisc_add(pg_t *pg, const char *node)
+{
+    pg_redisc_t *rd;
+    for (rd = pg->redisc; rd; rd = rd->next)
+        if (strcmp(rd->node, node) == 0)
+            return 0;
+    rd = mem_calloc(1, sizeof *rd);
+    if (!rd || !(rd->node = mem_strdup(node))) {
+        mem_free(rd);
+        return -ENOMEM;
+    }
+    rd->next = pg->redisc;
+    pg->redisc = rd;
+    if (!uv_is_active((uv_handle_t *)&pg->timer))
+        uv_timer_start(&pg->timer, timer_cb, PG_REDISCOVER_MS, PG_REDISCOVER_MS);
+    return 0;
 }
 
 /* {'DOWN', Ref, process, Pid, Reason} for a scope we monitor. */
@@ -494,16 +538,7 @@ static int handle_down(pg_t *pg, term_reader_t *r)
         /* PROTOCOL.md 5: a restarted scope knows nothing of us. */
         log_info("%s: pg: scope went down (%s); rediscovering", node,
                  reason[0] ? reason : "?");
-        pg_redisc_t *rd = mem_calloc(1, sizeof *rd);
-        if (!rd || !(rd->node = mem_strdup(node))) {
-            mem_free(rd);
-            return -ENOMEM;
-        }
-        redisc_drop(pg, node);
-        rd->next = pg->redisc;
-        pg->redisc = rd;
-        uv_timer_start(&pg->timer, timer_cb, 50, PG_REDISCOVER_MS);
-        return 0;
+        return redisc_add(pg, node);
     }
     return 0;
 }
@@ -550,11 +585,15 @@ static void pg_event_cb(node_t *n, node_event_t ev, const char *peer,
     if (pg->shut)
         return;
     if (ev == NODE_UP) {
-        /* pg.erl's nodeup clause: ask that node's scope to exchange. */
+        /* pg.erl's nodeup clause: ask that node's scope to exchange, and
+         * ask again until it answers (its app may not have started it). */
         send_discover_node(pg, peer);
+        if (!pg_knows_node(pg, peer) && redisc_add(pg, peer) < 0)
+            log_warn("%s: pg: %s", peer, uv_strerror(-ENOMEM));
         return;
     }
     redisc_drop(pg, peer);
+    list_drop(&pg->seen, peer);
     for (pg_peer_t *p = pg->peers, *next; p; p = next) {
         next = p->next;
         if (strcmp(p->pid.node, peer) == 0)
@@ -639,6 +678,8 @@ void pg_shutdown(pg_t *pg)
         peer_remove(pg, pg->peers, 1);
     while (pg->redisc)
         redisc_drop(pg, pg->redisc->node);
+    while (pg->seen)
+        list_drop(&pg->seen, pg->seen->node);
     node_unsubscribe(pg->node, pg->sub_id);
     node_mbox_close(pg->mb, NULL, 0);
     pg->mb = NULL;

@@ -41,14 +41,18 @@ size_t pg_members(pg_t *pg, const char *group, const char *on_node,
 /* 1 if the scope on `node` is known (its sync has arrived). */
 int pg_knows_node(pg_t *pg, const char *node);
 
-/* Called after each sync from a remote scope (its members are now known). */
-typedef void (*pg_sync_cb)(pg_t *pg, const char *node, void *data);
+/* Called after each sync from a remote scope (its members are now known);
+ * first is 1 for the first sync from that node since it connected. */
+typedef void (*pg_sync_cb)(pg_t *pg, const char *node, int first, void *data);
 void pg_on_sync(pg_t *pg, pg_sync_cb cb, void *data);
 
 /* The scope mailbox's pid. */
 const term_pid_t *pg_pid(const pg_t *pg);
 
-/* Interval between rediscover attempts for a scope that went DOWN. */
+/* A connected node whose scope is unknown (not started yet, or restarted)
+ * gets {discover, Self} every PG_REDISCOVER_MS for the first
+ * PG_REDISCOVER_FAST tries, then every tenth interval. */
 #define PG_REDISCOVER_MS 500
+#define PG_REDISCOVER_FAST 20
 
 #endif

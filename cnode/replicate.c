@@ -10,6 +10,9 @@
 #include "cnode/rexc.h"
 #include "term/mem.h"
 
+/* A pull whose table is missing there is retried this often. */
+#define PULL_RETRY_MS 500
+#define PULL_RETRIES 20
 /* A push retries this often while the node's scope has not synced. */
 #define PUSH_RETRY_MS 200
 #define PUSH_RETRIES 100
@@ -27,6 +30,16 @@ typedef struct rep_job {
     uint64_t progress_ms;  /* last progress line */
     struct rep_job *next;
 } rep_job_t;
+
+/* A node whose table could not be read yet ({badrpc, _}: its Syncer may not
+ * have created it): the pull is tried again. */
+typedef struct rep_retry {
+    replicate_t *r;
+    char *node;
+    int tries;
+    uv_timer_t timer;
+    struct rep_retry *next;
+} rep_retry_t;
 
 typedef struct rep_push {
     replicate_t *r;
@@ -47,6 +60,7 @@ struct replicate {
     size_t backlog;
     uv_idle_t idle;
     rep_push_t *pushes;
+    rep_retry_t *retries;
     unsigned sync_pulls;   /* etsd:sync/0 pulls still out */
     int sync_push;         /* push to every node once they are merged */
     int sub_id;
@@ -288,28 +302,101 @@ static void on_sync(pubsub_t *ps, const char *peer, const char *msg, size_t len,
 
 /* ---- Pull: ets:tab2list(Table) over rex ------------------------------- */
 
+static int pull(replicate_t *r, const char *peer, rexc_cb cb);
+
+static rep_retry_t *retry_find(replicate_t *r, const char *node)
+{
+    for (rep_retry_t *q = r->retries; q; q = q->next)
+        if (strcmp(q->node, node) == 0)
+            return q;
+    return NULL;
+}
+
+static void retry_closed_cb(uv_handle_t *h)
+{
+    rep_retry_t *q = h->data;
+    mem_free(q->node);
+    mem_free(q);
+}
+
+static void retry_drop(replicate_t *r, rep_retry_t *q)
+{
+    for (rep_retry_t **p = &r->retries; *p; p = &(*p)->next) {
+        if (*p == q) {
+            *p = q->next;
+            break;
+        }
+    }
+    uv_timer_stop(&q->timer);
+    uv_close((uv_handle_t *)&q->timer, retry_closed_cb);
+}
+
+static void pull_cb(rexc_t *rc, const char *peer, int status, const char *res,
+                    size_t len, void *data);
+
+static void retry_timer_cb(uv_timer_t *t)
+{
+    rep_retry_t *q = t->data;
+    if (!node_is_connected(q->r->node, q->node) || pull(q->r, q->node, pull_cb) < 0)
+        retry_drop(q->r, q);
+}
+
 static void pull_cb(rexc_t *rc, const char *peer, int status, const char *res,
                     size_t len, void *data)
 {
     replicate_t *r = data;
+    rep_retry_t *q;
     term_reader_t t;
     int e;
     (void)rc;
 
-    if (status == -ECANCELED)
+    if (status == -ECANCELED || r->shut)
         return;
+    q = retry_find(r, peer);
     if (status < 0) {
         log_info("%s: pull: no table: %s", peer, uv_strerror(status));
+        if (q)
+            retry_drop(r, q);
         return;
     }
     term_reader_init(&t, res, len);
     if (term_peek(&t) != TERM_T_LIST && term_peek(&t) != TERM_T_NIL) {
-        /* {badrpc, _}: a node without the table (not a seed node). */
-        log_debug("%s: pull: %s is not a list there; skipped", peer, r->cfg->table);
+        /* {badrpc, _}: no table there (yet: a Syncer starts after the
+         * PubSub whose sync brought us here). */
+        if (q && ++q->tries < PULL_RETRIES) {
+            uv_timer_start(&q->timer, retry_timer_cb, PULL_RETRY_MS, 0);
+            return;
+        }
+        log_info("%s: pull: %s is not a table there; skipped", peer, r->cfg->table);
+        if (q)
+            retry_drop(r, q);
         return;
     }
+    if (q)
+        retry_drop(r, q);
     if ((e = enqueue(r, peer, "pull", res, len, 0)) < 0)
         log_warn("%s: pull: not merged: %s", peer, uv_strerror(e));
+}
+
+/* The first pull from a node, retried while its table does not exist. */
+static void pull_first(replicate_t *r, const char *peer)
+{
+    rep_retry_t *q = retry_find(r, peer);
+    if (!q) {
+        if (!(q = mem_calloc(1, sizeof *q)) || !(q->node = mem_strdup(peer))) {
+            mem_free(q);
+            log_warn("%s: pull: %s", peer, uv_strerror(-ENOMEM));
+            return;
+        }
+        q->r = r;
+        uv_timer_init(node_loop(r->node), &q->timer);
+        q->timer.data = q;
+        q->next = r->retries;
+        r->retries = q;
+    }
+    q->tries = 0;
+    if (pull(r, peer, pull_cb) < 0)
+        retry_drop(r, q);
 }
 
 /* A pull for etsd:sync/0: when the last one is in, push to every node. */
@@ -433,26 +520,37 @@ static void push_later(replicate_t *r, const char *peer, unsigned delay_ms)
 
 /* ---- Node events ----------------------------------------------------------- */
 
+/* The first sync of a node's pg scope since it connected: it runs the
+ * PubSub, so it is a seed node. Hidden, etsd is seen by no NodeListener,
+ * so it fetches the node's table itself and plays NodeListener for it:
+ * counting the delay from here, not from the connection, gives a node that
+ * is still starting its app the same time a BEAM node would. */
+static void scope_synced_cb(pg_t *pg, const char *peer, int first, void *data)
+{
+    replicate_t *r = data;
+    (void)pg;
+    if (!first || r->shut)
+        return;
+    pull_first(r, peer);
+    push_later(r, peer, r->cfg->sync_delay_ms);
+}
+
 static void event_cb(node_t *n, node_event_t ev, const char *peer,
                      const char *reason, void *data)
 {
     replicate_t *r = data;
+    rep_retry_t *q;
     (void)n;
     (void)reason;
-    if (r->shut)
+    if (r->shut || ev != NODE_DOWN)
         return;
-    if (ev == NODE_UP) {
-        /* Hidden: no NodeListener sees etsd, so etsd fetches the node's
-         * table itself, and plays NodeListener for the node. */
-        (void)pull(r, peer, pull_cb);
-        push_later(r, peer, r->cfg->sync_delay_ms);
-        return;
-    }
     for (rep_push_t *p = r->pushes, *next; p; p = next) {
         next = p->next;
         if (strcmp(p->node, peer) == 0)
             push_drop(r, p);
     }
+    if ((q = retry_find(r, peer)))
+        retry_drop(r, q);
 }
 
 static void shutdown_cb(node_t *n, void *data)
@@ -464,6 +562,8 @@ static void shutdown_cb(node_t *n, void *data)
     node_unsubscribe(n, r->sub_id);
     while (r->pushes)
         push_drop(r, r->pushes);
+    while (r->retries)
+        retry_drop(r, r->retries);
     /* Writes already received are still applied: they are in the store
      * (and its log) before the process exits. */
     while (r->head) {
@@ -481,7 +581,7 @@ static void shutdown_cb(node_t *n, void *data)
     r->rexc = NULL;
 }
 
-int replicate_new(node_t *n, pubsub_t *ps, store_t *s, replicate_t **out)
+int replicate_new(node_t *n, pg_t *pg, pubsub_t *ps, store_t *s, replicate_t **out)
 {
     replicate_t *r = mem_calloc(1, sizeof *r);
     int rc;
@@ -504,6 +604,7 @@ int replicate_new(node_t *n, pubsub_t *ps, store_t *s, replicate_t **out)
         goto fail_rexc;
     if ((rc = node_on_shutdown(n, shutdown_cb, r)) < 0)
         goto fail_sub;
+    pg_on_sync(pg, scope_synced_cb, r);
     uv_idle_init(node_loop(n), &r->idle);
     r->idle.data = r;
     *out = r;

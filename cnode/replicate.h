@@ -1,7 +1,8 @@
 /* replicate.h: the seed app's replication on etsd (PROTOCOL.md section 8).
  * {new, User} on the new-topic is inserted; {sync, Table[, Node[, _]]} on
- * the sync-topic is merged; when a node comes up etsd pulls its table over
- * rex (ets:tab2list/1) and, after the sync delay, sends it {sync, Table,
+ * the sync-topic is merged; when a node's pg scope first syncs with etsd
+ * (the node runs the PubSub), etsd pulls its table over rex
+ * (ets:tab2list/1) and, after the sync delay, sends it {sync, Table,
  * node()} as the seed's NodeListener would; etsd's own writes go out as
  * {new, Object}. Incoming writes are applied in arrival order; large lists
  * are applied in chunks so the loop keeps serving ticks and peers. */
@@ -23,10 +24,10 @@ typedef struct replicate replicate_t;
 #define REPLICATE_PULL_TIMEOUT_MS 120000
 
 /* Replicates table node_config(n)->table (created in s with its keypos if
- * absent) over ps, with the topics and delay of node_config(n). s and ps are
- * borrowed and must outlive r. On success *out is new; replicate_free() it
+ * absent) over ps, with the topics and delay of node_config(n); takes pg's
+ * sync hook (pg_on_sync). pg, s and ps are borrowed and must outlive r. On success *out is new; replicate_free() it
  * after the loop ends. */
-int replicate_new(node_t *n, pubsub_t *ps, store_t *s, replicate_t **out);
+int replicate_new(node_t *n, pg_t *pg, pubsub_t *ps, store_t *s, replicate_t **out);
 void replicate_free(replicate_t *r);
 
 /* Broadcasts {new, Obj} for an object already stored in table. Objects of

@@ -25,13 +25,15 @@ end_per_testcase(_, Config) ->
 get_list(K) -> case get(K) of undefined -> []; L -> L end.
 push(K, V) -> put(K, [V | get_list(K)]).
 
-seed_node(Name) ->
-    N = seed_test_lib:start_seed_node(Name, [{sync_delay_ms, 300}]),
+seed_node(Name) -> seed_node(Name, []).
+
+seed_node(Name, Opts) ->
+    N = seed_test_lib:start_seed_node(Name, [{sync_delay_ms, 300} | Opts]),
     push(peers, N),
     element(2, N).
 
 etsd(Config, Args) ->
-    E = etsd_test_lib:start_etsd(#{config => Config, name => "etsd_cl",
+    E = etsd_test_lib:start_etsd(#{config => Config, name => "etsd_cl_" ++ os:getpid(),
                                    args => ["--sync-delay-ms", "300" | Args]}),
     push(etsds, E),
     E.
@@ -44,9 +46,10 @@ join_node_started_later_is_connected(Config) ->
     Name = seed_test_lib:unique("cllate"),
     Node = list_to_atom(Name ++ "@127.0.0.1"),
     E = etsd(Config, ["--join", atom_to_list(Node)]),
-    A = seed_node(Name),
+    %% The node's data exists from its Syncer's start: etsd may connect
+    %% while the app is still starting, and must still find scope and table.
+    A = seed_node(Name, [{preload, [{<<"late@example.com">>, 1}]}]),
     A = Node,
-    seed_test_lib:save(A, {<<"late@example.com">>, 1}),
     etsd_test_lib:await(fun() -> connected(E, A) end, 15000, connected),
     etsd_test_lib:await(fun() ->
         erpc:call(maps:get(node, E), ets, lookup, [users, <<"late@example.com">>]) =/= []

@@ -70,7 +70,7 @@ cluster(Pool) ->
 etsd(Config, Join, Extra) ->
     Args = ["--join", atom_to_list(Join), "--sync-delay-ms", integer_to_list(?DELAY)
             | Extra],
-    E = etsd_test_lib:start_etsd(#{config => Config, name => "etsd_rep", args => Args}),
+    E = etsd_test_lib:start_etsd(#{config => Config, name => "etsd_rep_" ++ os:getpid(), args => Args}),
     push(etsds, E),
     E.
 

@@ -6,9 +6,11 @@
          connect/2, users/1, save/2, save_and_emit/2, members/2,
          scope_and_syncer/1]).
 
-%% A node name no other test or helper on the shared EPMD uses.
+%% A node name no other test on the shared EPMD uses, even one run by
+%% another test VM at the same time (unique_integer restarts per VM).
 unique(Prefix) ->
-    lists:flatten(io_lib:format("~s_~b", [Prefix, erlang:unique_integer([positive])])).
+    lists:flatten(io_lib:format("~s_~s_~b", [Prefix, os:getpid(),
+                                             erlang:unique_integer([positive])])).
 
 %% Starts a peer named Name@127.0.0.1 and the seed app on it with Opts
 %% (seed_app options). Returns {Peer, Node}.
