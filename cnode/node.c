@@ -5,6 +5,7 @@
 #include "cnode/node.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1603,6 +1604,10 @@ static void wait_timer_closed(uv_handle_t *h)
 
 int node_new(uv_loop_t *loop, const node_config_t *cfg, node_t **out)
 {
+    /* A write to a peer that has just closed must be an error return,
+     * not the end of the process (loop.c ignores it too, but a node can
+     * live on a loop without loop.c's signal handling). */
+    signal(SIGPIPE, SIG_IGN);
     node_t *n = mem_calloc(1, sizeof *n);
     if (!n)
         return -ENOMEM;
