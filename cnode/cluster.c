@@ -318,3 +318,26 @@ int cluster_nodes_cb(void *arg, term_buf_t *out)
     term_put_nil(out);
     return out->err;
 }
+
+int cluster_info_cb(void *arg, term_buf_t *out, uint32_t *count)
+{
+    cluster_t *c = arg;
+    size_t n = 0;
+
+    for (cl_node_t *e = c->nodes; e; e = e->next)
+        n++;
+    /* peers => [{Node, up | connecting | down}] for every node etsd keeps. */
+    term_put_atom(out, "peers");
+    if (n)
+        term_put_list(out, (uint32_t)n);
+    for (cl_node_t *e = c->nodes; e; e = e->next) {
+        term_put_tuple(out, 2);
+        term_put_atom(out, e->name);
+        term_put_atom(out, node_is_connected(c->node, e->name) ? "up"
+                           : e->connecting                     ? "connecting"
+                                                               : "down");
+    }
+    term_put_nil(out);
+    (*count)++;
+    return out->err;
+}

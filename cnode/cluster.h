@@ -7,6 +7,8 @@
 #ifndef ETSD_CLUSTER_H
 #define ETSD_CLUSTER_H
 
+#include <stdint.h>
+
 #include "cnode/node.h"
 
 typedef struct cluster cluster_t;
@@ -27,5 +29,10 @@ int cluster_add(cluster_t *c, const char *node);
 /* Appends the proper list of connected node atoms to out (erlang:nodes/0 on
  * etsd). Matches rpc_nodes_cb. */
 int cluster_nodes_cb(void *arg, term_buf_t *out);
+
+/* etsd:info/0 entry: appends the key `peers` and its value, a list of
+ * {Node, up | connecting | down} for every node etsd keeps, and adds 1 to
+ * *count. Matches rpc_info_cb. */
+int cluster_info_cb(void *arg, term_buf_t *out, uint32_t *count);
 
 #endif

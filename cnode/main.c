@@ -410,6 +410,14 @@ static void services_shutdown_cb(node_t *n, void *data)
     }
 }
 
+/* etsd:info/0 entries of the cluster services. */
+static int services_info_cb(void *arg, term_buf_t *out, uint32_t *count)
+{
+    services_t *sv = arg;
+    int rc = cluster_info_cb(sv->cluster, out, count);
+    return rc < 0 ? rc : replicate_info_cb(sv->rep, out, count);
+}
+
 static int store_start(const node_config_t *cfg, services_t *sv)
 {
     char err[256] = "";
@@ -455,6 +463,7 @@ static int services_start(node_t *n, const node_config_t *cfg, services_t *sv)
     if ((rc = cluster_new(n, 0, &sv->cluster)) < 0)
         return rc;
     rpc_exec_set_nodes_cb(sv->exec, cluster_nodes_cb, sv->cluster);
+    rpc_exec_set_info_cb(sv->exec, services_info_cb, sv);
     if (cfg->data_dir && cfg->fsync == NODE_FSYNC_PERIODIC) {
         uv_timer_init(node_loop(n), &sv->flush);
         sv->flush.data = sv;

@@ -51,6 +51,7 @@ typedef struct rep_push {
 
 struct replicate {
     node_t *node;
+    pg_t *pg;
     pubsub_t *ps;
     store_t *store;
     store_table_t *tab;
@@ -589,6 +590,7 @@ int replicate_new(node_t *n, pg_t *pg, pubsub_t *ps, store_t *s, replicate_t **o
     if (!r)
         return -ENOMEM;
     r->node = n;
+    r->pg = pg;
     r->ps = ps;
     r->store = s;
     r->cfg = node_config(n);
@@ -685,5 +687,33 @@ int replicate_sync_cb(void *arg, term_buf_t *out)
         sync_push_if_ready(r);
     }
     term_put_atom(out, "ok");
+    return out->err;
+}
+
+int replicate_info_cb(void *arg, term_buf_t *out, uint32_t *count)
+{
+    replicate_t *r = arg;
+    const char *names[256];
+    size_t n = node_connected(r->node, names, 256), k = 0;
+
+    if (n > 256)
+        n = 256;
+    for (size_t i = 0; i < n; i++)
+        if (pg_knows_node(r->pg, names[i]))
+            k++;
+    /* replication => #{backlog => N, pubsub_nodes => [Node]} (keys in
+     * term order). */
+    term_put_atom(out, "replication");
+    term_put_map(out, 2);
+    term_put_atom(out, "backlog");
+    term_put_ulong(out, r->backlog);
+    term_put_atom(out, "pubsub_nodes");
+    if (k)
+        term_put_list(out, (uint32_t)k);
+    for (size_t i = 0; i < n; i++)
+        if (pg_knows_node(r->pg, names[i]))
+            term_put_atom(out, names[i]);
+    term_put_nil(out);
+    (*count)++;
     return out->err;
 }

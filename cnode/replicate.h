@@ -10,6 +10,7 @@
 #define ETSD_REPLICATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cnode/node.h"
 #include "cnode/pg.h"
@@ -38,6 +39,11 @@ int replicate_insert_cb(void *arg, const char *table, const void *obj, size_t le
  * are in and merged, pushes the union to every connected node; appends `ok`
  * to out at once (the work goes on on the loop). Matches rpc_action_cb. */
 int replicate_sync_cb(void *arg, term_buf_t *out);
+
+/* etsd:info/0 entry: appends the key `replication` and its value
+ * #{backlog => N, pubsub_nodes => [Node]} (the connected nodes whose pg
+ * scope etsd knows) and adds 1 to *count. Matches rpc_info_cb. */
+int replicate_info_cb(void *arg, term_buf_t *out, uint32_t *count);
 
 /* Writes received and not yet applied (objects). */
 size_t replicate_backlog(const replicate_t *r);

@@ -61,6 +61,14 @@ nodes_of_a_join_node_are_connected(Config) ->
     seed_test_lib:connect(A, B),
     E = etsd(Config, ["--join", atom_to_list(A)]),
     etsd_test_lib:await(fun() -> connected(E, B) end, 10000, learned_b),
+    %% etsd:info/0 lists the nodes it keeps and the ones running the PubSub.
+    etsd_test_lib:await(fun() ->
+        #{peers := Peers, replication := #{pubsub_nodes := PS}} =
+            erpc:call(maps:get(node, E), etsd, info, []),
+        {A, up} =:= lists:keyfind(A, 1, Peers) andalso
+            {B, up} =:= lists:keyfind(B, 1, Peers) andalso
+            lists:sort(PS) =:= lists:sort([A, B])
+    end, 10000, info_peers),
     %% A node that joins the cluster later is found by polling nodes().
     C = seed_node(seed_test_lib:unique("clc")),
     seed_test_lib:connect(C, A),
