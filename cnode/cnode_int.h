@@ -348,6 +348,17 @@ int conn_connect(uv_loop_t *loop, const char *peer, const hs_t *hs_template,
                  const conn_limits_t *lim, const conn_ops_t *ops, void *data,
                  conn_t **out);
 
+/* Runs a connection on an already connected socket fd (taken over, e.g.
+ * one end of a socketpair in unit tests): the handshake in role (an
+ * initiator expects peer), then frames, exactly as for a TCP peer. */
+int conn_open_fd(uv_loop_t *loop, uv_os_sock_t fd, hs_role_t role, const char *peer,
+                 const hs_t *hs_template, const conn_limits_t *lim, const conn_ops_t *ops,
+                 void *data, conn_t **out);
+
+/* Test hook: stops reading and ticking, as a frozen (SIGSTOPped) peer
+ * would; the connection stays open. */
+void conn_freeze(conn_t *c);
+
 /* Queues a complete frame (4-byte length included) taking ownership of
  * buf (a mem_alloc'd block; freed even on error). Before the handshake
  * ends it waits in order. -ENOBUFS when the peer's queue passes max_queue:

@@ -636,3 +636,54 @@ void conn_take_pending(conn_t *to, conn_t *from)
 {
     conn_attach_pending(to, conn_detach_pending(from));
 }
+
+int conn_open_fd(uv_loop_t *loop, uv_os_sock_t fd, hs_role_t role, const char *peer,
+                 const hs_t *hs_template, const conn_limits_t *lim, const conn_ops_t *ops,
+                 void *data, conn_t **out)
+{
+    conn_t *c;
+    int rc = conn_alloc(loop, hs_template, lim, ops, data, &c);
+    if (rc < 0)
+        return rc;
+    rc = uv_tcp_open(&c->tcp, fd);
+    if (rc == 0)
+        rc = hs_init(&c->hs, role, hs_template->this_name, peer, hs_template->cookie,
+                     hs_template->this_flags, hs_template->this_creation, random32());
+    if (rc < 0) {
+        c->state = CONN_CLOSED;
+        uv_close((uv_handle_t *)&c->tcp, handle_closed);
+        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        return rc;
+    }
+    snprintf(c->addr, sizeof c->addr, "fd %d", (int)fd);
+    c->initiator = role == HS_INITIATOR;
+    if (c->initiator)
+        snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->state = CONN_HANDSHAKE;
+    uv_timer_start(&c->timer, on_tick, lim->setup_ms, 0);
+    cbuf_t hello;
+    cbuf_init(&hello);
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc == 0 && c->initiator) {
+        rc = hs_start(&c->hs, &hello);
+        if (rc == 0)
+            rc = write_cbuf(c, &hello, 0);
+    }
+    cbuf_release(&hello);
+    if (rc < 0) {
+        c->state = CONN_CLOSED;
+        uv_close((uv_handle_t *)&c->tcp, handle_closed);
+        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void conn_freeze(conn_t *c)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+}
