@@ -12,7 +12,8 @@
 #include "cnode/log.h"
 #include "term/mem.h"
 
-#define CONN_READ_BUF (256 * 1024)
+/* Per connection; big frames are assembled by the frame parser anyway. */
+#define CONN_READ_BUF (64 * 1024)
 
 typedef struct wr {
     uv_write_t req;

@@ -56,7 +56,7 @@ typedef struct node_config {
     const char *data_dir;         /* NULL: memory only */
     node_fsync_t fsync;           /* default NODE_FSYNC_ALWAYS when data_dir set */
     unsigned fsync_ms;
-    /* limits (not on the command line; defaults suit tests and production) */
+    /* limits (--max-frame, --max-queue) */
     uint64_t max_frame;           /* incoming frame limit, default 1.5 GiB */
     uint64_t max_queue;           /* per-connection outgoing bytes before a
                                      slow reader is cut off, default 2.5 GiB */
