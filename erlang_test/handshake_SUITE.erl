@@ -16,7 +16,8 @@
          registers_again_when_epmd_restarts/1,
          cookie_file_is_read_and_checked_as_erl_does/1,
          unknown_option_exits_2_with_usage/1,
-         epmd_names_client_lists_etsd_with_its_port/1]).
+         epmd_names_client_lists_etsd_with_its_port/1,
+         simultaneous_connect_between_beam_and_etsd_resolves/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -28,7 +29,8 @@ all() ->
      simultaneous_connect_between_two_etsd_nodes_resolves,
      registers_again_when_epmd_restarts,
      cookie_file_is_read_and_checked_as_erl_does, unknown_option_exits_2_with_usage,
-     epmd_names_client_lists_etsd_with_its_port].
+     epmd_names_client_lists_etsd_with_its_port,
+     simultaneous_connect_between_beam_and_etsd_resolves].
 
 %% A failed case leaves nothing behind: start_etsd/1 kills its etsd when the
 %% test process exits, and peers are linked to it.
@@ -296,3 +298,49 @@ epmd_names_client_lists_etsd_with_its_port(Config) ->
     Lines = string:split(binary_to_list(Out), "\n", all),
     true = lists:member(Name ++ " " ++ integer_to_list(Port), Lines),
     0 = etsd_test_lib:stop_etsd(E).
+
+%% etsd and a BEAM peer connect to each other at the same moment (both
+%% sends are scheduled for one instant on the shared clock). Whichever way
+%% BEAM's rule resolves it, both messages arrive and one connection stays.
+simultaneous_connect_between_beam_and_etsd_resolves(Config) ->
+    %% "aa_..." sorts before the peers' names (BEAM keeps its attempt),
+    %% "zz_..." after them (etsd keeps its own).
+    simultaneous_with_beam(Config, "aa_hs_bsim"),
+    simultaneous_with_beam(Config, "zz_hs_bsim").
+
+simultaneous_with_beam(Config, EtsdName) ->
+    E = #{node := Node} = etsd_test_lib:start_etsd(#{config => Config, name => EtsdName}),
+    Self = self(),
+    lists:foreach(
+      fun(Round) ->
+              {ok, Peer, PNode} = etsd_test_lib:start_peer(
+                                    etsd_test_lib:unique_name("hs_bsim_p")),
+              Fwd = forwarder(Peer, Self),
+              Mb = new_test_mailbox(Node),
+              At = erlang:system_time(millisecond) + 300,
+              ok = peer:call(Peer, erlang, apply,
+                             [fun() ->
+                                      spawn(fun() ->
+                                                    wait_until(At),
+                                                    {etsd_echo, Node} ! {Fwd, {from_beam, Round}}
+                                            end),
+                                      ok
+                              end, []]),
+              wait_until(At),
+              Mb ! {Fwd, {from_etsd, Round}},
+              receive {from_beam, Round} -> ok after 10000 -> ct:fail({lost, from_beam, Round}) end,
+              receive {from_etsd, Round} -> ok after 10000 -> ct:fail({lost, from_etsd, Round}) end,
+              true = lists:member(Node, peer:call(Peer, erlang, nodes, [hidden])),
+              echo_via(Node, Fwd, {still_connected, Round}),
+              peer:stop(Peer),
+              etsd_test_lib:await_log(E, atom_to_list(PNode) ++ ": nodeup", 1000)
+      end, lists:seq(1, 3)),
+    0 = etsd_test_lib:stop_etsd(E).
+
+%% Waits for an instant on the system clock shared by both nodes: the
+%% point is to make two nodes act at once, not to wait for a result.
+wait_until(At) ->
+    case At - erlang:system_time(millisecond) of
+        D when D > 0 -> receive after D -> ok end;
+        _ -> ok
+    end.
