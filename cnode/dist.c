@@ -6,17 +6,25 @@
 #include <errno.h>
 #include <string.h>
 
-/* Reads a pid or an atom (MONITOR_P's ToProc, MONITOR_P_EXIT's FromProc). */
+/* Reads a pid or an atom (MONITOR_P's ToProc, MONITOR_P_EXIT's FromProc)
+ * into the to_* fields (into_to) or the from/to_name fields. */
 static int get_proc(term_reader_t *r, dist_msg_t *m, int into_to)
 {
     term_type_t t = term_peek(r);
-    if (t == TERM_T_PID)
-        return term_get_pid(r, into_to ? &m->to_pid : &m->from) == 0
-                   ? ((into_to ? (m->has_to_pid = 1) : (m->has_from = 1)), 0)
-                   : -EPROTO;
     if (t == TERM_T_ATOM)
         return term_get_atom(r, m->to_name) == 0 ? 0 : -EPROTO;
-    return -EPROTO;
+    if (t != TERM_T_PID)
+        return -EPROTO;
+    if (into_to) {
+        if (term_get_pid(r, &m->to_pid) < 0)
+            return -EPROTO;
+        m->has_to_pid = 1;
+    } else {
+        if (term_get_pid(r, &m->from) < 0)
+            return -EPROTO;
+        m->has_from = 1;
+    }
+    return 0;
 }
 
 static int get_from(term_reader_t *r, dist_msg_t *m)
