@@ -708,6 +708,26 @@ static int call_ets(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_res
         return ets_limited(x, fun, a, res);
     if (a->argc == 1 && is_limited_fun(fun))
         return ets_continue(fun, a, res);
+    /* ETS looks the table up before it looks at the item, and the key up
+     * before it looks at the element specs: info/2 of a missing table is
+     * undefined whatever the item, update_element/3 of a missing key false
+     * whatever the specs. */
+    if (a->argc == 2 && strcmp(fun, "info") == 0 &&
+        (arg_type(a, 0) == TERM_T_ATOM || arg_type(a, 0) == TERM_T_REF) &&
+        !table_exists(x, a)) {
+        term_put_atom(&res->value, "undefined");
+        return 0;
+    }
+    if (a->argc == 3 && strcmp(fun, "update_element") == 0 && table_exists(x, a)) {
+        term_buf_t obj;
+        term_buf_init(&obj);
+        int missing = ets_lookup_object(x, a, &obj) == 0 && !obj.err && obj.len == 0;
+        term_buf_release(&obj);
+        if (missing) {
+            term_put_atom(&res->value, "false");
+            return 0;
+        }
+    }
     int rc = store_ets_call(x->store, fun, a->all, a->all_len, &res->value);
     if (rc == 0 && res->value.err)
         rc = res->value.err;

@@ -110,10 +110,11 @@ counter_op() ->
     end.
 
 element_op() ->
-    case rand:uniform(3) of
+    case rand:uniform(4) of
         1 -> {pos(), value()};
         2 -> [{2, value()}, {3, value()}];
-        3 -> [{pos(), value()}]
+        3 -> [{pos(), value()}];
+        4 -> pick([{2}, foo, [{2, x} | y]])
     end.
 
 pattern() ->

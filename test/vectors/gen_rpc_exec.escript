@@ -48,7 +48,9 @@ cases() ->
      {select_bad_continuation, ets, select, [foo]},
      {update_counter_not_integer_first, ets, update_counter, [tt, b, [{2, 1}, {3, 1}]]},
      {update_counter_default_position, ets, update_counter, [tt, zz, {3, 1}, {zz, 0}]},
-     {lookup_element_bad_pos_missing_key, ets, lookup_element, [tt, zz, 0]}].
+     {lookup_element_bad_pos_missing_key, ets, lookup_element, [tt, zz, 0]},
+     {info_no_table_bad_item, ets, info, [nosuch, 17]},
+     {update_element_missing_key_bad_spec, ets, update_element, [tt, zz, {2}]}].
 
 main(_) ->
     {ok, _} = net_kernel:start(['rpc_exec_vectors@127.0.0.1', longnames]),
