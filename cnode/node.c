@@ -65,7 +65,11 @@ typedef struct peer {            /* one connection (any state) */
     node_t *node;
     int up;
     int superseded;              /* dropped for another connection to the same node */
+    unsigned bad_frames;         /* malformed or unknown frames seen (log limit) */
 } peer_t;
+
+/* A peer that sends junk gets this many warnings, then silence (debug). */
+#define PEER_BAD_FRAME_LOGS 20
 
 typedef struct waiter {
     struct waiter *next;
@@ -921,7 +925,12 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
     const char *peer = conn_peer(p->conn);
     dist_msg_t m;
     if (dist_decode(frame, len, &m) < 0) {
-        log_warn("%s: malformed distribution frame (%zu bytes): dropped", peer, len);
+        if (++p->bad_frames <= PEER_BAD_FRAME_LOGS)
+            log_warn("%s: malformed distribution frame (%zu bytes): dropped%s", peer, len,
+                     p->bad_frames == PEER_BAD_FRAME_LOGS ? " (further ones logged at debug)"
+                                                          : "");
+        else
+            log_debug("%s: malformed distribution frame (%zu bytes): dropped", peer, len);
         return;
     }
     node_mbox_t *mb = NULL;
@@ -1059,7 +1068,10 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
         log_warn("%s: control message %d with no handler: dropped", peer, m.op);
         return;
     default:
-        log_warn("%s: unknown control message %d: dropped", peer, m.op);
+        if (++p->bad_frames <= PEER_BAD_FRAME_LOGS)
+            log_warn("%s: unknown control message %d: dropped", peer, m.op);
+        else
+            log_debug("%s: unknown control message %d: dropped", peer, m.op);
         return;
     }
 }
