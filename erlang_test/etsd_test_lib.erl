@@ -133,7 +133,7 @@ start_etsd(Opts) when is_map(Opts) ->
     E = #{node => Node, os_pid => OsPid, port => Port, log => Log, name => Name,
           args => Args},
     case maps:get(wait, Opts, ping) of
-        ping ->
+        W when W =:= ping; W =:= true ->
             await(fun() -> port_alive(Port) andalso net_adm:ping(Node) =:= pong end,
                   10000, {etsd_start, Node, Log}),
             E;
