@@ -298,9 +298,11 @@ static int get_pids(term_reader_t *r, term_pid_t **out, size_t *n)
     case TERM_T_NIL:
         return term_get_nil(r) < 0 ? -EPROTO : 0;
     case TERM_T_LIST:
+        /* Each pid takes several bytes: a count past the bytes left is a
+         * lie, refused before allocating for it. */
         if (term_get_list(r, &len) < 0 || len > r->len - r->pos)
             return -EPROTO;
-        pids = mem_alloc((size_t)len * sizeof *pids);
+        pids = mem_alloc((size_t)len * sizeof *pids + 1);
         if (!pids)
             return -ENOMEM;
         for (uint32_t i = 0; i < len; i++) {
@@ -321,69 +323,147 @@ static int get_pids(term_reader_t *r, term_pid_t **out, size_t *n)
     }
 }
 
-/* {sync, Peer, [{Group, [Pid]}]}: replaces what we knew of that peer. */
-static int handle_sync(pg_t *pg, term_reader_t *r)
+/* Reads [] or the header of a proper list; *n elements follow, then NIL
+ * (read with list_end()). */
+static int list_begin(term_reader_t *r, uint32_t *n)
 {
-    term_pid_t from;
-    pg_groups_t gs = {0};
-    uint32_t n, arity;
-    char name[TERM_ATOM_MAX];
-    pg_peer_t *peer;
-    int rc = -EPROTO, isnew = 0;
-
-    if (term_get_pid(r, &from) < 0)
-        return -EPROTO;
     if (term_peek(r) == TERM_T_NIL) {
-        (void)term_get_nil(r);
-        n = 0;
-    } else if (term_get_list(r, &n) < 0) {
+        *n = 0;
+        return term_get_nil(r) < 0 ? -EPROTO : 0;
+    }
+    return term_get_list(r, n) < 0 ? -EPROTO : 0;
+}
+
+static int list_end(term_reader_t *r, uint32_t n)
+{
+    return n == 0 || term_get_nil(r) == 0 ? 0 : -EPROTO;
+}
+
+/* One pass over a message; cb NULL only validates. */
+static int decode_pass(const void *msg, size_t len, term_pid_t *peer,
+                       pg_group_cb cb, void *data)
+{
+    term_reader_t r;
+    uint32_t arity, n, garity;
+    char tag[TERM_ATOM_MAX], group[TERM_ATOM_MAX];
+    term_pid_t *pids = NULL;
+    size_t np;
+    int rc = -EPROTO, kind;
+
+    term_reader_init(&r, msg, len);
+    if (term_get_tuple(&r, &arity) < 0 || term_get_atom(&r, tag) < 0)
+        return -EPROTO;
+    if (strcmp(tag, "discover") == 0 && arity == 2) {
+        kind = PG_MSG_DISCOVER;
+        if (term_get_pid(&r, peer) < 0)
+            return -EPROTO;
+    } else if (strcmp(tag, "$gen_cast") == 0 && arity == 2) {
+        /* {'$gen_cast', {sync, Peer, [{Group, [Pid]}]}} */
+        kind = PG_MSG_SYNC;
+        if (term_get_tuple(&r, &arity) < 0 || arity != 3 || term_get_atom(&r, tag) < 0 ||
+            strcmp(tag, "sync") != 0 || term_get_pid(&r, peer) < 0 || list_begin(&r, &n) < 0)
+            return -EPROTO;
+        for (uint32_t i = 0; i < n; i++) {
+            if (term_get_tuple(&r, &garity) < 0 || garity != 2 ||
+                term_get_atom(&r, group) < 0)
+                return -EPROTO;
+            if ((rc = get_pids(&r, &pids, &np)) < 0)
+                return rc;
+            rc = cb ? cb(group, pids, np, data) : 0;
+            mem_free(pids);
+            if (rc < 0)
+                return rc;
+        }
+        if (list_end(&r, n) < 0)
+            return -EPROTO;
+    } else if (strcmp(tag, "join") == 0 && arity == 4) {
+        /* {join, Peer, Group, PidOrPids} */
+        kind = PG_MSG_JOIN;
+        if (term_get_pid(&r, peer) < 0 || term_get_atom(&r, group) < 0)
+            return -EPROTO;
+        if ((rc = get_pids(&r, &pids, &np)) < 0)
+            return rc;
+        rc = cb ? cb(group, pids, np, data) : 0;
+        mem_free(pids);
+        if (rc < 0)
+            return rc;
+    } else if (strcmp(tag, "leave") == 0 && arity == 4) {
+        /* {leave, Peer, PidOrPids, [Group]} */
+        kind = PG_MSG_LEAVE;
+        if (term_get_pid(&r, peer) < 0)
+            return -EPROTO;
+        if ((rc = get_pids(&r, &pids, &np)) < 0)
+            return rc;
+        rc = list_begin(&r, &n);
+        for (uint32_t i = 0; rc == 0 && i < n; i++) {
+            if (term_get_atom(&r, group) < 0)
+                rc = -EPROTO;
+            else if (cb)
+                rc = cb(group, pids, np, data);
+        }
+        if (rc == 0)
+            rc = list_end(&r, n);
+        mem_free(pids);
+        if (rc < 0)
+            return rc;
+    } else {
         return -EPROTO;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        term_pid_t *pids;
-        size_t np;
-        pg_group_t *g;
-        if (term_get_tuple(r, &arity) < 0 || arity != 2 || term_get_atom(r, name) < 0)
-            goto out;
-        if ((rc = get_pids(r, &pids, &np)) < 0)
-            goto out;
-        rc = -ENOMEM;
-        g = groups_get(&gs, name);
-        for (size_t j = 0; g && j < np; j++)
-            if (group_add(g, &pids[j]) < 0)
-                g = NULL;
-        mem_free(pids);
-        if (!g)
-            goto out;
-        rc = -EPROTO;
-    }
-    if (n && term_get_nil(r) < 0)
-        goto out;
+    return r.pos == r.len ? kind : -EPROTO;
+}
 
-    peer = peer_find(pg, &from);
+int pg_decode(const void *msg, size_t len, term_pid_t *peer, pg_group_cb cb,
+              void *data)
+{
+    int kind = decode_pass(msg, len, peer, NULL, NULL);
+    if (kind < 0 || !cb || kind == PG_MSG_DISCOVER)
+        return kind;
+    int rc = decode_pass(msg, len, peer, cb, data);
+    return rc < 0 ? rc : kind;
+}
+
+/* Collects a message's groups into a pg_groups_t. */
+static int collect_cb(const char *group, const term_pid_t *pids, size_t n, void *data)
+{
+    pg_groups_t *gs = data;
+    pg_group_t *g = groups_get(gs, group);
+    if (!g)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (group_add(g, &pids[i]) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+/* {sync, Peer, Groups}: replaces what we knew of that peer. gs is taken. */
+static int handle_sync(pg_t *pg, const term_pid_t *from, pg_groups_t *gs)
+{
+    pg_peer_t *peer = peer_find(pg, from);
+    int isnew = 0;
+
     if (!peer) {
-        if (!(peer = peer_add(pg, &from))) {
-            rc = -ENOMEM;
-            goto out;
+        if (!(peer = peer_add(pg, from))) {
+            groups_release(gs);
+            return -ENOMEM;
         }
         isnew = 1;
     }
     groups_release(&peer->groups);
-    peer->groups = gs;
-    memset(&gs, 0, sizeof gs);
+    peer->groups = *gs;
+    memset(gs, 0, sizeof *gs);
     /* A sync from a scope that has not had ours (it answered a discover we
-     * never sent, e.g. after a restart): offer ours too, by the expected
-     * route, a discover, which it answers with a sync and no more. */
+     * sent before a restart, say): offer ours by the expected route, a
+     * discover, which it answers with a sync and no more. */
     if (isnew && !peer->synced_to)
-        send_discover_pid(pg, &from);
-    log_debug("%s: pg: sync with %zu groups", from.node, peer->groups.n);
+        send_discover_pid(pg, from);
+    log_debug("%s: pg: sync with %zu groups", from->node, peer->groups.n);
     int first = 1;
     for (pg_redisc_t *sn = pg->seen; sn; sn = sn->next)
-        if (strcmp(sn->node, from.node) == 0)
+        if (strcmp(sn->node, from->node) == 0)
             first = 0;
     if (first) {
         pg_redisc_t *sn = mem_calloc(1, sizeof *sn);
-        if (sn && (sn->node = mem_strdup(from.node))) {
+        if (sn && (sn->node = mem_strdup(from->node))) {
             sn->next = pg->seen;
             pg->seen = sn;
         } else {
@@ -391,91 +471,48 @@ static int handle_sync(pg_t *pg, term_reader_t *r)
         }
     }
     if (pg->sync_cb)
-        pg->sync_cb(pg, from.node, first, pg->sync_data);
-    rc = 0;
-out:
-    groups_release(&gs);
-    return rc;
+        pg->sync_cb(pg, from->node, first, pg->sync_data);
+    return 0;
 }
 
 /* {discover, Peer}: answer with our sync; monitor and discover it if new. */
-static int handle_discover(pg_t *pg, term_reader_t *r)
+static int handle_discover(pg_t *pg, const term_pid_t *from)
 {
-    term_pid_t from;
     pg_peer_t *peer;
 
-    if (term_get_pid(r, &from) < 0)
-        return -EPROTO;
-    if (node_is_local_pid(pg->node, &from))
+    if (node_is_local_pid(pg->node, from))
         return 0;
-    peer = peer_find(pg, &from);
+    peer = peer_find(pg, from);
     if (peer) {
         send_sync(pg, peer);
         return 0;
     }
-    if (!(peer = peer_add(pg, &from)))
+    if (!(peer = peer_add(pg, from)))
         return -ENOMEM;
     send_sync(pg, peer);
-    send_discover_pid(pg, &from);
+    send_discover_pid(pg, from);
     return 0;
 }
 
-static int handle_join(pg_t *pg, term_reader_t *r)
+/* join/leave from a known peer (pg.erl drops them from unknown ones). */
+static int handle_change(pg_t *pg, int kind, const term_pid_t *from, pg_groups_t *gs)
 {
-    term_pid_t from, *pids;
-    char name[TERM_ATOM_MAX];
-    size_t np;
-    pg_peer_t *peer;
-    pg_group_t *g;
-    int rc;
+    pg_peer_t *peer = peer_find(pg, from);
+    int rc = 0;
 
-    if (term_get_pid(r, &from) < 0 || term_get_atom(r, name) < 0)
-        return -EPROTO;
-    if ((rc = get_pids(r, &pids, &np)) < 0)
-        return rc;
-    rc = 0;
-    peer = peer_find(pg, &from);
-    /* pg.erl drops a join from a peer it does not know. */
-    if (peer) {
-        g = groups_get(&peer->groups, name);
-        for (size_t i = 0; i < np && rc == 0; i++)
-            rc = g ? group_add(g, &pids[i]) : -ENOMEM;
-    }
-    mem_free(pids);
-    return rc;
-}
-
-static int handle_leave(pg_t *pg, term_reader_t *r)
-{
-    term_pid_t from, *pids;
-    char name[TERM_ATOM_MAX];
-    size_t np;
-    uint32_t n;
-    pg_peer_t *peer;
-    int rc;
-
-    if (term_get_pid(r, &from) < 0)
-        return -EPROTO;
-    if ((rc = get_pids(r, &pids, &np)) < 0)
-        return rc;
-    peer = peer_find(pg, &from);
-    rc = -EPROTO;
-    if (term_peek(r) == TERM_T_NIL) {
-        rc = 0;
-    } else if (term_get_list(r, &n) == 0) {
-        rc = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            pg_group_t *g;
-            if (term_get_atom(r, name) < 0) {
-                rc = -EPROTO;
-                break;
-            }
-            if (peer && (g = groups_find(&peer->groups, name)))
-                for (size_t j = 0; j < np; j++)
-                    group_del(g, &pids[j]);
+    for (size_t i = 0; peer && i < gs->n && rc == 0; i++) {
+        pg_group_t *src = &gs->g[i], *g;
+        if (kind == PG_MSG_JOIN) {
+            if (!(g = groups_get(&peer->groups, src->name)))
+                rc = -ENOMEM;
+            for (size_t j = 0; rc == 0 && j < src->n; j++)
+                rc = group_add(g, &src->pids[j]);
+        } else if ((g = groups_find(&peer->groups, src->name))) {
+            for (size_t j = 0; j < src->n; j++)
+                group_del(g, &src->pids[j]);
         }
     }
-    mem_free(pids);
+    groups_release(gs);
     return rc;
 }
 
@@ -546,32 +583,39 @@ static int handle_down(pg_t *pg, term_reader_t *r)
 static void pg_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
 {
     pg_t *pg = data;
+    pg_groups_t gs = {0};
+    term_pid_t peer;
     term_reader_t r;
     uint32_t arity;
     char tag[TERM_ATOM_MAX];
-    int rc = -EPROTO;
+    int rc;
     (void)mb;
 
     if (pg->shut)
         return;
-    term_reader_init(&r, m->msg, m->msg_len);
-    if (term_get_tuple(&r, &arity) < 0 || arity < 2 || term_get_atom(&r, tag) < 0)
-        goto bad;
-    if (strcmp(tag, "$gen_cast") == 0 && arity == 2) {
-        if (term_get_tuple(&r, &arity) < 0 || arity != 3 ||
-            term_get_atom(&r, tag) < 0 || strcmp(tag, "sync") != 0)
-            goto bad;
-        rc = handle_sync(pg, &r);
-    } else if (strcmp(tag, "discover") == 0 && arity == 2) {
-        rc = handle_discover(pg, &r);
-    } else if (strcmp(tag, "join") == 0 && arity == 4) {
-        rc = handle_join(pg, &r);
-    } else if (strcmp(tag, "leave") == 0 && arity == 4) {
-        rc = handle_leave(pg, &r);
-    } else if (strcmp(tag, "DOWN") == 0 && arity == 5) {
-        rc = handle_down(pg, &r);
+    if (m->kind == NODE_MSG_DOWN) {
+        term_reader_init(&r, m->msg, m->msg_len);
+        rc = term_get_tuple(&r, &arity) < 0 || arity != 5 || term_get_atom(&r, tag) < 0
+                 ? -EPROTO
+                 : handle_down(pg, &r);
+    } else {
+        rc = pg_decode(m->msg, m->msg_len, &peer, collect_cb, &gs);
+        switch (rc) {
+        case PG_MSG_DISCOVER:
+            rc = handle_discover(pg, &peer);
+            break;
+        case PG_MSG_SYNC:
+            rc = handle_sync(pg, &peer, &gs);
+            break;
+        case PG_MSG_JOIN:
+        case PG_MSG_LEAVE:
+            rc = handle_change(pg, rc, &peer, &gs);
+            break;
+        default:
+            break;
+        }
+        groups_release(&gs);
     }
-bad:
     if (rc < 0)
         log_warn("%s: pg: message dropped: %s", m->peer, uv_strerror(rc));
 }

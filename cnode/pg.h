@@ -55,4 +55,24 @@ const term_pid_t *pg_pid(const pg_t *pg);
 #define PG_REDISCOVER_MS 500
 #define PG_REDISCOVER_FAST 20
 
+/* ---- Pure parts, for tests ------------------------------------------- */
+
+enum { PG_MSG_DISCOVER = 1, PG_MSG_SYNC, PG_MSG_JOIN, PG_MSG_LEAVE };
+
+/* Called once per group a message names, with its pids (borrowed for the
+ * call). Returns 0, or a negative errno that stops the decoding. */
+typedef int (*pg_group_cb)(const char *group, const term_pid_t *pids, size_t n,
+                           void *data);
+
+/* Decodes one message from a remote scope (msg without version byte):
+ *   {discover, Peer}                          PG_MSG_DISCOVER, no cb
+ *   {'$gen_cast', {sync, Peer, [{G, Pids}]}}  PG_MSG_SYNC, cb per group
+ *   {join, Peer, G, PidOrPids}                PG_MSG_JOIN, cb once
+ *   {leave, Peer, PidOrPids, [G]}             PG_MSG_LEAVE, cb per group
+ * Sets *peer and returns the kind; -EPROTO for anything else (trailing
+ * bytes included), checked in full before cb first runs; cb may be NULL.
+ * -ENOMEM, or cb's own error. */
+int pg_decode(const void *msg, size_t len, term_pid_t *peer, pg_group_cb cb,
+              void *data);
+
 #endif

@@ -33,25 +33,36 @@ struct pubsub {
     int shut;
 };
 
+int pubsub_decode(const void *msg, size_t len, const char **topic, size_t *tlen,
+                  const char **inner, size_t *ilen)
+{
+    term_reader_t r;
+    uint32_t arity;
+    char tag[TERM_ATOM_MAX];
+    const char *disp;
+    size_t dlen;
+
+    term_reader_init(&r, msg, len);
+    if (term_get_tuple(&r, &arity) < 0 || arity != 4 || term_get_atom(&r, tag) < 0 ||
+        strcmp(tag, "forward_to_local") != 0 || term_get_binary(&r, topic, tlen) < 0 ||
+        term_get_any(&r, inner, ilen) < 0 || term_get_any(&r, &disp, &dlen) < 0 ||
+        r.pos != r.len)
+        return -EPROTO;
+    return 0;
+}
+
 /* PG2Worker.handle_info: {forward_to_local, Topic, Msg, Dispatcher} is
  * dispatched on Topic; everything else is ignored. */
 static void worker_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
 {
     pubsub_worker_t *w = data;
-    term_reader_t r;
-    uint32_t arity;
-    char tag[TERM_ATOM_MAX];
-    const char *topic, *msg, *disp;
-    size_t tlen, mlen, dlen;
+    const char *topic, *msg;
+    size_t tlen, mlen;
     (void)mb;
 
     if (w->ps->shut)
         return;
-    term_reader_init(&r, m->msg, m->msg_len);
-    if (term_get_tuple(&r, &arity) < 0 || arity != 4 || term_get_atom(&r, tag) < 0 ||
-        strcmp(tag, "forward_to_local") != 0 ||
-        term_get_binary(&r, &topic, &tlen) < 0 ||
-        term_get_any(&r, &msg, &mlen) < 0 || term_get_any(&r, &disp, &dlen) < 0) {
+    if (pubsub_decode(m->msg, m->msg_len, &topic, &tlen, &msg, &mlen) < 0) {
         log_debug("%s: pubsub: %s: ignored a message that is not forward_to_local",
                   m->peer, w->group);
         return;

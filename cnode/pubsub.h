@@ -46,4 +46,12 @@ int pubsub_send_node(pubsub_t *ps, const char *node, const char *topic,
 /* Name of listener group i (0-based), or NULL past the pool. */
 const char *pubsub_group(const pubsub_t *ps, unsigned i);
 
+/* ---- Pure parts, for tests ------------------------------------------- */
+
+/* Decodes {forward_to_local, Topic, Msg, Dispatcher} (without version
+ * byte): Topic must be a binary; *topic and *inner point into msg.
+ * Returns 0 or -EPROTO (any other shape, trailing bytes). */
+int pubsub_decode(const void *msg, size_t len, const char **topic, size_t *tlen,
+                  const char **inner, size_t *ilen);
+
 #endif

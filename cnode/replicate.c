@@ -252,53 +252,59 @@ static int enqueue(replicate_t *r, const char *peer, const char *what,
 
 /* ---- Messages from PubSub -------------------------------------------- */
 
-static void on_new(pubsub_t *ps, const char *peer, const char *msg, size_t len,
-                   void *data)
+int replicate_decode(const void *msg, size_t len, const char **payload, size_t *plen)
 {
-    replicate_t *r = data;
     term_reader_t t;
     uint32_t arity;
     char tag[TERM_ATOM_MAX];
-    const char *obj;
-    size_t olen;
-    int rc;
-    (void)ps;
+    const char *p;
+    size_t l;
 
     term_reader_init(&t, msg, len);
-    if (term_get_tuple(&t, &arity) < 0 || arity != 2 || term_get_atom(&t, tag) < 0 ||
-        strcmp(tag, "new") != 0 || term_get_any(&t, &obj, &olen) < 0) {
-        log_debug("%s: %s: ignored a message that is not {new, Object}", peer,
-                  r->cfg->topic_new);
-        return;
+    if (term_get_tuple(&t, &arity) < 0 || term_get_atom(&t, tag) < 0)
+        return -EPROTO;
+    if (strcmp(tag, "new") == 0 && arity == 2) {
+        if (term_get_any(&t, payload, plen) < 0 || t.pos != t.len)
+            return -EPROTO;
+        return REPLICATE_MSG_NEW;
     }
-    if ((rc = enqueue(r, peer, "new", obj, olen, 1)) < 0)
-        log_warn("%s: new: object not stored: %s", peer, uv_strerror(rc));
+    /* PROTOCOL.md 8: {sync, T}, {sync, T, Node} and {sync, T, Node, _}. */
+    if (strcmp(tag, "sync") == 0 && arity >= 2 && arity <= 4) {
+        if ((term_peek(&t) != TERM_T_LIST && term_peek(&t) != TERM_T_NIL) ||
+            term_get_any(&t, payload, plen) < 0)
+            return -EPROTO;
+        for (uint32_t i = 2; i < arity; i++)
+            if (term_get_any(&t, &p, &l) < 0)
+                return -EPROTO;
+        return t.pos == t.len ? REPLICATE_MSG_SYNC : -EPROTO;
+    }
+    return -EPROTO;
 }
 
-static void on_sync(pubsub_t *ps, const char *peer, const char *msg, size_t len,
-                    void *data)
+/* The seed's Syncer: whatever arrives on its two topics, {new, U} is
+ * inserted and {sync, T, ...} merged, in arrival order. */
+static void on_message(pubsub_t *ps, const char *peer, const char *msg, size_t len,
+                       void *data)
 {
     replicate_t *r = data;
-    term_reader_t t;
-    uint32_t arity;
-    char tag[TERM_ATOM_MAX];
-    const char *list;
-    size_t llen;
-    int rc;
+    const char *payload;
+    size_t plen;
+    int kind, rc;
     (void)ps;
 
-    /* PROTOCOL.md 8: {sync, T}, {sync, T, Node} and {sync, T, Node, _}. */
-    term_reader_init(&t, msg, len);
-    if (term_get_tuple(&t, &arity) < 0 || arity < 2 || arity > 4 ||
-        term_get_atom(&t, tag) < 0 || strcmp(tag, "sync") != 0 ||
-        (term_peek(&t) != TERM_T_LIST && term_peek(&t) != TERM_T_NIL) ||
-        term_get_any(&t, &list, &llen) < 0) {
-        log_debug("%s: %s: ignored a message that is not {sync, Table, ...}", peer,
-                  r->cfg->topic_sync);
+    kind = replicate_decode(msg, len, &payload, &plen);
+    if (kind < 0) {
+        log_debug("%s: replication: ignored a message that is neither {new, Object} "
+                  "nor {sync, Table, ...}", peer);
         return;
     }
-    if ((rc = enqueue(r, peer, "sync", list, llen, 0)) < 0)
-        log_warn("%s: sync: not merged: %s", peer, uv_strerror(rc));
+    if (kind == REPLICATE_MSG_NEW)
+        rc = enqueue(r, peer, "new", payload, plen, 1);
+    else
+        rc = enqueue(r, peer, "sync", payload, plen, 0);
+    if (rc < 0)
+        log_warn("%s: %s: not stored: %s", peer, kind == REPLICATE_MSG_NEW ? "new" : "sync",
+                 uv_strerror(rc));
 }
 
 /* ---- Pull: ets:tab2list(Table) over rex ------------------------------- */
@@ -599,8 +605,8 @@ int replicate_new(node_t *n, pg_t *pg, pubsub_t *ps, store_t *s, replicate_t **o
         goto fail;
     if ((rc = rexc_new(n, &r->rexc)) < 0)
         goto fail;
-    if ((rc = pubsub_subscribe(ps, r->cfg->topic_new, on_new, r)) < 0 ||
-        (rc = pubsub_subscribe(ps, r->cfg->topic_sync, on_sync, r)) < 0)
+    if ((rc = pubsub_subscribe(ps, r->cfg->topic_new, on_message, r)) < 0 ||
+        (rc = pubsub_subscribe(ps, r->cfg->topic_sync, on_message, r)) < 0)
         goto fail_rexc;
     if ((rc = node_subscribe(n, event_cb, r, &r->sub_id)) < 0)
         goto fail_rexc;

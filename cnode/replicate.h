@@ -48,4 +48,16 @@ int replicate_info_cb(void *arg, term_buf_t *out, uint32_t *count);
 /* Writes received and not yet applied (objects). */
 size_t replicate_backlog(const replicate_t *r);
 
+/* ---- Pure parts, for tests ------------------------------------------- */
+
+enum { REPLICATE_MSG_NEW = 1, REPLICATE_MSG_SYNC };
+
+/* Decodes a seed message (without version byte): {new, Object} gives
+ * REPLICATE_MSG_NEW with *payload the object; {sync, Table},
+ * {sync, Table, Node} and {sync, Table, Node, _} with Table a list (or [])
+ * give REPLICATE_MSG_SYNC with *payload the list. Pointers are into msg.
+ * Anything else (trailing bytes included) is -EPROTO. Objects are not
+ * checked here: each is checked when applied. */
+int replicate_decode(const void *msg, size_t len, const char **payload, size_t *plen);
+
 #endif
