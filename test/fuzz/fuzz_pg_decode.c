@@ -2,7 +2,9 @@
  * remote pg scopes send: any bytes must give a kind or an error, with every
  * group the callback sees holding only what the input held. */
 /* uv.h (through node.h) needs POSIX types that -std=c11 hides. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

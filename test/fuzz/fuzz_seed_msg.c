@@ -3,7 +3,9 @@
  * give a result or an error, and every pointer given back lies inside the
  * input. */
 /* uv.h (through node.h) needs POSIX types that -std=c11 hides. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 
