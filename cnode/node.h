@@ -68,7 +68,9 @@ void node_config_defaults(node_config_t *c);
 /* ---- Lifecycle -------------------------------------------------------- */
 
 /* Creates the node on loop: listens on cfg->port, registers with EPMD
- * (kept registered as long as the node lives), and answers net_kernel
+ * (kept registered as long as the node lives; node_new runs the loop until
+ * EPMD has answered with the creation every pid carries, at most 10 s:
+ * -ETIMEDOUT, -EADDRINUSE for a name in use), and answers net_kernel
  * is_auth (so net_adm:ping works) and the diagnostic name etsd_echo
  * ({Pid, Msg} is answered with Msg sent to Pid). cfg is copied (its string
  * pointers must stay valid for the node's life). On success *out is new;
