@@ -18,6 +18,7 @@ struct rpc {
     node_mbox_t *rex;
     rpc_result_t res;   /* reused by every call */
     term_buf_t out;     /* reused for every reply */
+    term_buf_t head;    /* the reply around a big return value */
     uint64_t calls;
 };
 
@@ -25,6 +26,10 @@ uint64_t rpc_calls(const rpc_t *r)
 {
     return r->calls;
 }
+
+/* A call that holds the loop longer than this is logged (warn), since
+ * every peer waits for it. */
+#define RPC_SLOW_NS (100u * 1000 * 1000)
 
 /* Buffers are reused between calls, but one tab2list of a big table must
  * not pin its size for the node's lifetime. */
@@ -38,6 +43,23 @@ static void trim_buffers(rpc_t *rp)
         term_buf_release(&rp->res.value);
     if (rp->res.stack.cap > RPC_KEEP_BUF)
         term_buf_release(&rp->res.stack);
+}
+
+/* A return value this big is not copied into a reply buffer: the reply's
+ * head is put in front of it, in its own buffer (a 1M-object tab2list is
+ * 43 MB, and a second buffer of that size costs more in page faults than
+ * the copy itself). */
+#define RPC_IN_PLACE (64u << 10)
+
+static const term_buf_t *reply_with_head(rpc_t *rp, term_buf_t *value)
+{
+    term_buf_t *h = &rp->head;
+    if (h->err || term_buf_reserve(value, h->len) < 0)
+        return NULL;
+    memmove(value->data + h->len, value->data, value->len);
+    memcpy(value->data, h->data, h->len);
+    value->len += h->len;
+    return value;
 }
 
 /* ---- Parsing ---------------------------------------------------------- */
@@ -208,6 +230,17 @@ static void on_spawn_request(rpc_t *rp, const char *peer, const char *ctl, size_
         term_put_raw(&rp->out, q.ref, q.ref_len);
         term_put_atom(&rp->out, "exit");
         term_put_atom(&rp->out, rc == -ENOMEM ? "enomem" : "eproto");
+    } else if (rp->res.cls == RPC_RETURN && rp->res.value.len > RPC_IN_PLACE) {
+        const term_buf_t *b;
+        term_buf_reset(&rp->head);
+        term_put_tuple(&rp->head, 3);
+        term_put_raw(&rp->head, q.ref, q.ref_len);
+        term_put_atom(&rp->head, "return");
+        if ((b = reply_with_head(rp, &rp->res.value)) != NULL) {
+            node_mbox_close(mb, b->data, b->len);
+            return;
+        }
+        rp->out.err = -ENOMEM;
     } else {
         rpc_encode_erpc_reason(&rp->out, q.ref, q.ref_len, &rp->res);
     }
@@ -236,8 +269,13 @@ static void on_ctl(node_t *n, const char *peer, int op, const char *ctl, size_t 
 {
     (void)n;
     if (op == DOP_SPAWN_REQUEST) {
+        uint64_t t0 = uv_hrtime();
         on_spawn_request(data, peer, ctl, ctl_len, msg, msg_len);
         trim_buffers(data);
+        uint64_t dt = uv_hrtime() - t0;
+        if (dt > RPC_SLOW_NS)
+            log_warn("%s: rpc: a call held the loop for %llu ms", peer,
+                     (unsigned long long)(dt / 1000000));
     } else
         log_debug("%s: rpc: control message %d dropped", peer, op);
 }
@@ -270,14 +308,22 @@ static int rex_reply(rpc_t *rp, const term_pid_t *to, const char *tag, size_t ta
     uint32_t n;
     term_ref_t alias;
     int use_alias = 0;
-    term_buf_t *b = &rp->out;
+    const term_buf_t *b = &rp->out;
 
-    term_buf_reset(b);
-    term_put_tuple(b, 2);
-    term_put_raw(b, tag, tag_len);
-    rpc_encode_rex_reply(b, &rp->res);
-    if (b->err)
-        return b->err;
+    if (rp->res.cls == RPC_RETURN && rp->res.value.len > RPC_IN_PLACE) {
+        term_buf_reset(&rp->head);
+        term_put_tuple(&rp->head, 2);
+        term_put_raw(&rp->head, tag, tag_len);
+        if ((b = reply_with_head(rp, &rp->res.value)) == NULL)
+            return -ENOMEM;
+    } else {
+        term_buf_reset(&rp->out);
+        term_put_tuple(&rp->out, 2);
+        term_put_raw(&rp->out, tag, tag_len);
+        rpc_encode_rex_reply(&rp->out, &rp->res);
+        if (rp->out.err)
+            return rp->out.err;
+    }
     term_reader_init(&r, tag, tag_len);
     if (term_peek(&r) == TERM_T_LIST && term_get_list(&r, &n) == 0 && n == 1) {
         if (is_atom(&r, "alias")) {
@@ -296,9 +342,14 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m);
 
 static void rex_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
 {
+    uint64_t t0 = uv_hrtime();
     (void)mb;
     rex_handle(data, m);
     trim_buffers(data);
+    uint64_t dt = uv_hrtime() - t0;
+    if (dt > RPC_SLOW_NS)
+        log_warn("%s: rex: a call held the loop for %llu ms", m->peer ? m->peer : "?",
+                 (unsigned long long)(dt / 1000000));
 }
 
 static void rex_handle(rpc_t *rp, const node_msg_t *m)
@@ -396,6 +447,7 @@ int rpc_new(node_t *n, rpc_exec_t *x, rpc_t **out)
     rp->exec = x;
     rpc_result_init(&rp->res);
     term_buf_init(&rp->out);
+    term_buf_init(&rp->head);
     if ((rc = node_mbox_new(n, "rex", rex_msg_cb, rp, &rp->rex)) < 0)
         goto fail_free;
     if ((rc = node_on_ctl(n, on_ctl, rp)) < 0)
@@ -410,6 +462,7 @@ fail_rex:
 fail_free:
     rpc_result_release(&rp->res);
     term_buf_release(&rp->out);
+    term_buf_release(&rp->head);
     mem_free(rp);
     return rc;
 }
@@ -420,5 +473,6 @@ void rpc_free(rpc_t *rp)
         return;
     rpc_result_release(&rp->res);
     term_buf_release(&rp->out);
+    term_buf_release(&rp->head);
     mem_free(rp);
 }
