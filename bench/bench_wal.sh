@@ -33,6 +33,6 @@ erl -noshell -eval '
         ok = disk_log:close(L), ets:delete(T),
         Count * 1000000 / Dt
     end,
-    io:format("insert, sync every write:    ~10.0f /s  (~b users)~n", [Run("always", NA, true), NA]),
-    io:format("insert, sync at the end:     ~10.0f /s  (~b users)~n", [Run("never", N, false), N]),
+    io:format("insert, sync every write:    ~10b /s  (~b users)~n", [round(Run("always", NA, true)), NA]),
+    io:format("insert, sync at the end:     ~10b /s  (~b users)~n", [round(Run("never", N, false)), N]),
     halt().' -extra "$N" "$NA" "$tmp"

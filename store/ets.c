@@ -517,7 +517,13 @@ static int ets_update_element(ectx_t *x)
     int rc = table_key(x, &t, &key);
     if (rc < 0)
         return rc;
-    /* The {Pos, Value} pairs, checked for shape first. */
+    /* ETS answers false for a missing key before it looks at the
+     * changes at all. */
+    if (!get(t, key, &obj)) {
+        term_put_bool(x->out, 0);
+        return 0;
+    }
+    /* The {Pos, Value} pairs, checked for shape. */
     mv_t pairs[64];
     mv_t *pv = pairs;
     size_t np = 0, cap = 64;
@@ -558,11 +564,6 @@ static int ets_update_element(ectx_t *x)
             rc = BADARG;
             goto out;
         }
-    }
-    if (!get(t, key, &obj)) {
-        term_put_bool(x->out, 0);
-        rc = 0;
-        goto out;
     }
     /* Work on a copy: obj belongs to the table. */
     term_buf_reset(&x->tmp);
@@ -663,6 +664,13 @@ static int ets_update_counter(ectx_t *x)
     if (rc < 0)
         return rc;
     unsigned keypos = store_table_keypos(t);
+    if (x->n == 4) {
+        /* The default must be a tuple even when the key exists. */
+        term_reader_t dr;
+        term_reader_init(&dr, x->a[3].p, x->a[3].len);
+        if (term_peek(&dr) != TERM_T_TUPLE)
+            return BADARG;
+    }
     term_buf_t ops, elbuf, vals, obuf, canonb;
     term_buf_init(&ops);
     term_buf_init(&elbuf);

@@ -1684,54 +1684,106 @@ static int int_divrem(match_spec_t *ms, int want_rem, mv_t a, mv_t b, mv_t *out)
     return big_value(ms, want_rem ? &rr : &qq, out);
 }
 
-/* Two's-complement bitwise ops for int64 operands.
- * XXX: band/bor/bxor/bsr on bignum operands raise here; ETS computes
- * them. No seed workload uses them. */
+/* x in two's complement over n bytes, little-endian; n must exceed the
+ * magnitude's length so the sign bit is free. */
+static unsigned char *to_twos(match_spec_t *ms, const big_t *x, size_t n)
+{
+    unsigned char *t = ralloc(ms, n);
+    if (!t)
+        return NULL;
+    memset(t, 0, n);
+    memcpy(t, x->d, x->n);
+    if (x->neg) {
+        unsigned carry = 1;
+        for (size_t i = 0; i < n; i++) {
+            unsigned v = (unsigned)(unsigned char)~t[i] + carry;
+            t[i] = (unsigned char)v;
+            carry = v >> 8;
+        }
+    }
+    return t;
+}
+
+static int from_twos(match_spec_t *ms, unsigned char *t, size_t n, mv_t *out)
+{
+    big_t r = {0, n, t};
+    if (n && (t[n - 1] & 0x80)) {
+        r.neg = 1;
+        unsigned carry = 1;
+        for (size_t i = 0; i < n; i++) {
+            unsigned v = (unsigned)(unsigned char)~t[i] + carry;
+            t[i] = (unsigned char)v;
+            carry = v >> 8;
+        }
+    }
+    return big_value(ms, &r, out);
+}
+
+/* band, bor, bxor, bnot, bsl, bsr on integers of any size. */
 static int bitop(match_spec_t *ms, fn_t fn, mv_t a, mv_t b, mv_t *out)
 {
     num_t x, y;
-    if (num_get(a, &x) != N_INT)
+    big_t p, q;
+    if (num_get(a, &x) != N_INT && x.kind != N_BIG)
         return EXC;
-    if (fn == F_BNOT)
-        return int_value(ms, ~x.i, out);
-    if (num_get(b, &y) != N_INT)
+    if (fn == F_BNOT) {
+        /* bnot X = -X - 1 */
+        unsigned char m1[5] = {STORE_TAG_INT, 0xff, 0xff, 0xff, 0xff};
+        return arith(ms, AR_SUB, mv_of(m1, 5), a, out);
+    }
+    if (num_get(b, &y) != N_INT && y.kind != N_BIG)
         return EXC;
-    switch (fn) {
-    case F_BAND: return int_value(ms, x.i & y.i, out);
-    case F_BOR: return int_value(ms, x.i | y.i, out);
-    case F_BXOR: return int_value(ms, x.i ^ y.i, out);
-    case F_BSR:
-    case F_BSL: {
-        int64_t sh = fn == F_BSL ? y.i : -y.i;
-        if (y.i == INT64_MIN)
-            return EXC;
-        if (sh <= 0) {
-            sh = -sh;
-            return int_value(ms, sh >= 63 ? (x.i < 0 ? -1 : 0) : x.i >> sh, out);
+    if (fn == F_BAND || fn == F_BOR || fn == F_BXOR) {
+        if (x.kind == N_INT && y.kind == N_INT)
+            return int_value(ms, fn == F_BAND ? (x.i & y.i) : fn == F_BOR ? (x.i | y.i) : (x.i ^ y.i), out);
+        if (num_to_big(ms, &x, &p) < 0 || num_to_big(ms, &y, &q) < 0)
+            return -ENOMEM;
+        size_t n = (p.n > q.n ? p.n : q.n) + 1;
+        unsigned char *tp = to_twos(ms, &p, n), *tq = to_twos(ms, &q, n);
+        if (!tp || !tq)
+            return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+            tp[i] = fn == F_BAND ? (tp[i] & tq[i]) : fn == F_BOR ? (tp[i] | tq[i]) : (tp[i] ^ tq[i]);
+        return from_twos(ms, tp, n, out);
+    }
+    if (y.kind != N_INT || y.i == INT64_MIN)
+        return EXC;   /* a shift that large is a system_limit in ETS too */
+    int64_t sh = fn == F_BSL ? y.i : -y.i;
+    if (num_to_big(ms, &x, &p) < 0)
+        return -ENOMEM;
+    if (sh < 0) {
+        /* arithmetic shift right: floor(X / 2^k) */
+        uint64_t k = (uint64_t)(-(sh + 1)) + 1;
+        size_t n = p.n + 1;
+        unsigned char *t = to_twos(ms, &p, n), *r = ralloc(ms, n);
+        if (!t || !r)
+            return -ENOMEM;
+        unsigned sign = (t[n - 1] >> 7) & 1;
+        memset(r, 0, n);
+        for (size_t i = 0; i < n * 8; i++) {
+            uint64_t src = i + k;
+            unsigned bit = src < n * 8 ? (t[src / 8] >> (src % 8)) & 1 : sign;
+            if (src < i)   /* overflow: k huge */
+                bit = sign;
+            r[i / 8] |= (unsigned char)(bit << (i % 8));
         }
-        if (x.i == 0)
-            return int_value(ms, 0, out);
-        if (sh > (1 << 24))
-            return EXC;   /* system_limit in ETS */
-        big_t p, r;
-        if (big_from_int(ms, x.i, &p) < 0)
-            return -ENOMEM;
-        if (x.i < 0 && sh < 63 && x.i >= (INT64_MIN >> sh))
-            return int_value(ms, (int64_t)((uint64_t)x.i << sh), out);
-        size_t n = p.n + (size_t)sh / 8 + 1;
-        if (big_alloc(ms, &r, n) < 0)
-            return -ENOMEM;
-        for (size_t i = 0; i < p.n * 8; i++)
-            if ((p.d[i / 8] >> (i % 8)) & 1) {
-                size_t bit = i + (size_t)sh;
-                r.d[bit / 8] |= (unsigned char)(1u << (bit % 8));
-            }
-        r.neg = p.neg;
-        return big_value(ms, &r, out);
+        return from_twos(ms, r, n, out);
     }
-    default:
-        return EXC;
-    }
+    if (p.n == 0 || sh == 0)
+        return big_value(ms, &p, out);
+    if (sh > (1 << 24))
+        return EXC;   /* system_limit in ETS */
+    big_t r;
+    size_t n = p.n + (size_t)sh / 8 + 1;
+    if (big_alloc(ms, &r, n) < 0)
+        return -ENOMEM;
+    for (size_t i = 0; i < p.n * 8; i++)
+        if ((p.d[i / 8] >> (i % 8)) & 1) {
+            size_t bit = i + (size_t)sh;
+            r.d[bit / 8] |= (unsigned char)(1u << (bit % 8));
+        }
+    r.neg = p.neg;
+    return big_value(ms, &r, out);
 }
 
 int match_is_integer(const void *p, size_t len)

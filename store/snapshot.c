@@ -115,8 +115,35 @@ static int apply_record(store_t *s, const wal_rec_t *r, const char **why)
 
 /* ---- Snapshot ---------------------------------------------------------- */
 
+/* Applies the PUT records at offs[0..n) in an order far from the one they
+ * were written in, the table's hash-slot order (see wal_scatter_stride()). */
+static int apply_scattered(store_t *s, const mapped_t *m, const size_t *offs,
+                           size_t n, size_t *bad_off, const char **why)
+{
+    size_t step = wal_scatter_stride(n);
+    size_t j = 0;
+    for (size_t k = 0; k < n; k++) {
+        wal_rec_t r;
+        size_t off = offs[j];
+        /* Validated in the first pass; the second skips only the CRC and
+         * still checks every length. */
+        if (wal_decode_trusted(m->data + off, m->len - off, &r) < 0)
+            return -EIO;
+        int rc = apply_record(s, &r, why);
+        if (rc < 0) {
+            *bad_off = off;
+            return rc;
+        }
+        j += step;
+        if (j >= n)
+            j -= n;
+    }
+    return 0;
+}
+
 /* Loads the snapshot, if any, into s and sets *lsn to the last log seq it
- * contains (0 without a snapshot). */
+ * contains (0 without a snapshot). The whole file is validated before
+ * anything is applied, so damage never leaves a half-loaded store. */
 static int load_snapshot(store_durable_t *d, store_t *s, uint64_t *lsn,
                          char *errbuf, size_t errlen)
 {
@@ -137,13 +164,14 @@ static int load_snapshot(store_durable_t *d, store_t *s, uint64_t *lsn,
         return rc;
     }
     const char *why = NULL;
-    size_t off = 0;
+    size_t off = 0, *offs = NULL, cap = 0;
     uint64_t records = 0, seq = 0;
     int ended = 0;
     if (m.len < WAL_MAGIC_LEN || memcmp(m.data, WAL_SNAP_MAGIC, WAL_MAGIC_LEN)) {
         why = "not a snapshot file (bad magic)";
         goto bad;
     }
+    /* Pass 1: framing, CRCs, seqs, types and the end record. */
     off = WAL_MAGIC_LEN;
     while (off < m.len) {
         wal_rec_t r;
@@ -184,28 +212,66 @@ static int load_snapshot(store_durable_t *d, store_t *s, uint64_t *lsn,
             why = "record type not allowed in a snapshot";
             goto bad;
         }
-        rc = apply_record(s, &r, &why);
-        if (rc == -ENOMEM) {
-            set_err(errbuf, errlen, "%s/%s: out of memory", d->dir, WAL_SNAP_FILE);
-            unmap(&m);
-            return rc;
+        if (records == cap) {
+            size_t ncap = cap ? cap * 2 : 1024;
+            size_t *n = mem_realloc(offs, ncap * sizeof *offs);
+            if (!n) {
+                rc = -ENOMEM;
+                goto oom;
+            }
+            offs = n;
+            cap = ncap;
         }
-        if (rc < 0)
-            goto bad;
-        records++;
+        offs[records++] = off;
         off += r.size;
     }
     if (!ended) {
         why = "no end record (truncated snapshot)";
         goto bad;
     }
+    /* Pass 2: each CREATE, then that table's PUTs, scattered. */
+    for (size_t i = 0; i < records;) {
+        wal_rec_t r;
+        off = offs[i];
+        if (wal_decode_trusted(m.data + off, m.len - off, &r) < 0 ||
+            r.type != WAL_CREATE) {
+            why = "objects before their table's create record";
+            records = i;
+            goto bad;
+        }
+        rc = apply_record(s, &r, &why);
+        if (rc == -ENOMEM)
+            goto oom;
+        if (rc < 0) {
+            records = i;
+            goto bad;
+        }
+        size_t a = ++i;
+        while (i < records && m.data[offs[i] + WAL_HDR_LEN + 8] == WAL_PUT)
+            i++;
+        rc = apply_scattered(s, &m, offs + a, i - a, &off, &why);
+        if (rc == -ENOMEM)
+            goto oom;
+        if (rc < 0) {
+            records = a;
+            goto bad;
+        }
+    }
+    mem_free(offs);
     unmap(&m);
     *lsn = seq;
     return 0;
 
+oom:
+    set_err(errbuf, errlen, "%s/%s: out of memory", d->dir, WAL_SNAP_FILE);
+    mem_free(offs);
+    unmap(&m);
+    return rc;
 bad:
     set_err(errbuf, errlen, "%s/%s: damaged at offset %zu (record %llu): %s",
-            d->dir, WAL_SNAP_FILE, off, (unsigned long long)records + 1, why);
+            d->dir, WAL_SNAP_FILE, off, (unsigned long long)records + 1,
+            why ? why : "invalid record");
+    mem_free(offs);
     unmap(&m);
     return -EBADMSG;
 }
@@ -266,12 +332,17 @@ static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
         return -EBADMSG;
     }
     size_t off = WAL_MAGIC_LEN;
-    uint64_t prev = 0, applied = 0;
+    uint64_t prev = 0;
     const char *why = NULL;
     while (off < m.len) {
         wal_rec_t r;
         rc = wal_decode(m.data + off, m.len - off, &r);
-        if (rc == -EBADMSG &&
+        /* A crash can only tear the last append, so a valid later record
+         * means this one was damaged in place: refuse, never drop it. That
+         * covers a length field grown by a flipped bit, which looks like a
+         * record running past the end (-EAGAIN). (A record forged inside
+         * an object's bytes, torn mid-append, would be refused too.) */
+        if (rc < 0 &&
             wal_valid_record_follows(m.data + off + 1, m.len - off - 1, prev)) {
             why = "corrupt record (length or CRC) followed by valid records";
             goto bad;
@@ -297,7 +368,6 @@ static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
             }
             if (rc < 0)
                 goto bad;
-            applied++;
             last = r.seq;
         }
         off += r.size;

@@ -77,7 +77,10 @@ void store_set_node(const char *node);
  * -EBUSY: another process holds dir's lock. The data directory holds
  * LOCK, store.snap (the last snapshot) and store.wal (the log since it).
  * On a memory-only store store_snapshot() returns -EINVAL and store_flush()
- * returns 0. Both block on fsync: run them off the event loop if needed. */
+ * returns 0. Both block on fsync: run them off the event loop if needed.
+ * A mutation whose log append fails returns that error and changes nothing;
+ * after a failed fsync every later mutation returns -EIO until the store is
+ * freed and opened again (recovery then decides what reached the disk). */
 
 /* Bytes in the log since the last snapshot (0 for a memory-only store), so
  * the caller can snapshot when the log grows past a threshold. */

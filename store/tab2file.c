@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "store/store_int.h"
+#include "store/wal_int.h"
 #include "term/mem.h"
 
 /* disk_log.hrl */
@@ -360,6 +361,34 @@ static int parse_end(const char *p, size_t len, int64_t *count, int *has_count,
     return 1;
 }
 
+/* Canonicalizes and inserts items[0..n), scattered or in file order. On
+ * failure *off is the failing item's end and *why says what was wrong. */
+static int insert_items(store_table_t *t, const dl_item_t *items, size_t n,
+                        int scattered, term_buf_t *tb, size_t *off,
+                        const uint8_t *buf, const char **why)
+{
+    size_t step = scattered ? wal_scatter_stride(n) : 1, j = 0;
+    for (size_t k = 0; k < n; k++) {
+        const dl_item_t *it = &items[j];
+        term_buf_reset(tb);
+        int rc = term_canon(it->p, it->len, tb);
+        if (rc == 0)
+            rc = store_insert(t, tb->data, tb->len);
+        if (rc < 0) {
+            *off = (size_t)(it->p - buf) + it->len;
+            if (rc == -ENOMEM)
+                return rc;
+            *why = tb->len ? "an object is not a tuple with keypos elements"
+                           : "corrupt: an item is not a valid term";
+            return -EBADMSG;
+        }
+        j += step;
+        if (j >= n)
+            j -= n;
+    }
+    return 0;
+}
+
 int store_file2tab_mem(store_t *s, const void *data, size_t len, int verify,
                        store_table_t **out, char *errbuf, size_t errlen)
 {
@@ -371,7 +400,9 @@ int store_file2tab_mem(store_t *s, const void *data, size_t len, int verify,
     t2f_header_t h;
     store_table_t *t = NULL;
     md5_ctx_t md5;
-    int64_t objects = 0, end_count = 0;
+    dl_item_t *items = NULL;
+    uint64_t objects = 0, cap = 0;
+    int64_t end_count = 0;
     int ended = 0, has_count = 0, has_md5 = 0, rc;
     uint8_t end_md5[16];
 
@@ -414,40 +445,41 @@ int store_file2tab_mem(store_t *s, const void *data, size_t len, int verify,
     }
     md5_init(&md5);
     md5_update(&md5, it.p, it.len);
-    rc = store_table_create(s, h.name, (unsigned)h.keypos, &t);
-    if (rc < 0) {
-        set_err(errbuf, errlen, "tab2file: cannot create table %s: %s", h.name,
-                rc == -EEXIST ? "a table of that name exists" : strerror(-rc));
-        t = NULL;
-        goto fail;
-    }
-    store_table_opts(t)->protection = (unsigned char)h.protection;
+    /* Pass 1: framing, the end record, md5 and count, before any insert. */
     while ((rc = dl_next(buf, len, &off, &it, &why)) == 1) {
         if (ended) {
             why = "items after the end record";
             goto bad;
         }
-        term_buf_reset(&tb);
-        rc = term_canon(it.p, it.len, &tb);
-        if (rc == -ENOMEM)
-            goto fail;
-        if (rc < 0) {
-            why = "corrupt: an item is not a valid term";
-            goto bad;
+        /* Objects are tuples; only another term can be the end record. */
+        if (it.len < 2 || (it.p[1] != 104 && it.p[1] != 105)) {
+            term_buf_reset(&tb);
+            rc = term_canon(it.p, it.len, &tb);
+            if (rc == -ENOMEM)
+                goto fail;
+            if (rc < 0) {
+                why = "corrupt: an item is not a valid term";
+                goto bad;
+            }
+            if (parse_end(tb.data, tb.len, &end_count, &has_count, end_md5,
+                          &has_md5)) {
+                ended = 1;
+                continue;
+            }
         }
-        if (parse_end(tb.data, tb.len, &end_count, &has_count, end_md5, &has_md5)) {
-            ended = 1;
-            continue;
+        if (objects == cap) {
+            size_t ncap = cap ? cap * 2 : 256;
+            dl_item_t *n = mem_realloc(items, ncap * sizeof *items);
+            if (!n) {
+                rc = -ENOMEM;
+                goto fail;
+            }
+            items = n;
+            cap = ncap;
         }
-        rc = store_insert(t, tb.data, tb.len);
-        if (rc == -ENOMEM)
-            goto fail;
-        if (rc < 0) {
-            why = "an object is not a tuple with keypos elements";
-            goto bad;
-        }
-        md5_update(&md5, it.p, it.len);
-        objects++;
+        items[objects++] = it;
+        if (verify && h.md5sum)
+            md5_update(&md5, it.p, it.len);
     }
     if (rc < 0)
         goto bad;
@@ -467,15 +499,37 @@ int store_file2tab_mem(store_t *s, const void *data, size_t len, int verify,
                 goto bad;
             }
         }
-        if (h.object_count && (!has_count || end_count != objects)) {
+        if (h.object_count && (!has_count || (uint64_t)end_count != objects)) {
             why = "invalid object count: end record differs from the objects";
             goto bad;
         }
-        if (!h.object_count && !h.md5sum && objects != h.size) {
+        if (!h.object_count && !h.md5sum && objects != (uint64_t)h.size) {
             why = "invalid object count: header size differs from the objects";
             goto bad;
         }
     }
+    rc = store_table_create(s, h.name, (unsigned)h.keypos, &t);
+    if (rc < 0) {
+        set_err(errbuf, errlen, "tab2file: cannot create table %s: %s", h.name,
+                rc == -EEXIST ? "a table of that name exists" : strerror(-rc));
+        t = NULL;
+        goto fail;
+    }
+    store_table_opts(t)->protection = (unsigned char)h.protection;
+    /* Pass 2: insert. A file written from a store holds the table in
+     * hash-slot order: scatter it (wal_scatter_stride()). */
+    rc = insert_items(t, items, (size_t)objects, 1, &tb, &off, buf, &why);
+    if (rc == 0 && store_table_size(t) != objects) {
+        /* Duplicate keys: BEAM's last one wins, so insert in file order. */
+        rc = store_table_clear(t);
+        if (rc == 0)
+            rc = insert_items(t, items, (size_t)objects, 0, &tb, &off, buf, &why);
+    }
+    if (rc == -ENOMEM)
+        goto fail;
+    if (rc < 0)
+        goto bad;
+    mem_free(items);
     term_buf_release(&tb);
     if (out)
         *out = t;
@@ -487,6 +541,7 @@ bad:
 fail:
     if (t)
         (void)store_table_drop(s, h.name);
+    mem_free(items);
     term_buf_release(&tb);
     if (errbuf && errlen && !errbuf[0])
         set_err(errbuf, errlen, "tab2file: %s", strerror(-rc));

@@ -718,13 +718,14 @@ static void put_id_fields(term_buf_t *b, const term_hdr_t *h)
     }
 }
 
-/* NEWER_REFERENCE_EXT without the high zero words (kept: at least one). */
+/* NEWER_REFERENCE_EXT with the words as given. erts compares refs with
+ * their high zero words ignored, yet hashes [1] and [1,0,0] apart (a map
+ * over 32 keys holds both as distinct keys, checked on OTP 25), so the
+ * words are kept, as term_to_binary keeps them. */
 static void put_ref_words(term_buf_t *b, const term_atom_t *node, const term_ref_t *ref)
 {
     uint8_t *d;
     int nw = ref->len;
-    while (nw > 1 && ref->n[nw - 1] == 0)
-        nw--;
     if ((d = buf_room(b, 3))) {
         d[0] = TERM_TAG_NEWER_REFERENCE;
         wr16(d + 1, (uint32_t)nw);
@@ -738,9 +739,7 @@ static void put_ref_words(term_buf_t *b, const term_atom_t *node, const term_ref
 }
 
 /* Pids, ports and refs in their OTP 25 forms: NEW_PID_EXT, NEW_PORT_EXT
- * (V4_PORT_EXT past 32 bits), NEWER_REFERENCE_EXT. A reference is =:= to
- * the same one with high zero words dropped (erts compares refs that way),
- * so those words are dropped. */
+ * (V4_PORT_EXT past 32 bits), NEWER_REFERENCE_EXT. */
 static void put_id(term_buf_t *b, const term_hdr_t *h)
 {
     uint8_t *d;
@@ -758,7 +757,7 @@ static void put_id(term_buf_t *b, const term_hdr_t *h)
     default: {
         term_ref_t ref;
         ref.creation = h->u.id.creation;
-        ref.len = h->u.id.nwords ? h->u.id.nwords : 1;
+        ref.len = h->u.id.nwords; /* 0 to 5, kept (see put_ref_words) */
         for (int i = 0; i < 5; i++)
             ref.n[i] = i < h->u.id.nwords ? term_be32(h->u.id.words + 4 * i) : 0;
         put_ref_words(b, &h->u.id.node, &ref);

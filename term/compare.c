@@ -166,7 +166,7 @@ static int cmp_node(const term_hdr_t *a, const term_hdr_t *b)
     return c ? c : cmp_u64(a->u.id.creation, b->u.id.creation);
 }
 
-static int cmp_id(const term_hdr_t *a, const term_hdr_t *b)
+static int cmp_id(const term_hdr_t *a, const term_hdr_t *b, int exact)
 {
     int c;
     switch (a->type) {
@@ -202,7 +202,9 @@ static int cmp_id(const term_hdr_t *a, const term_hdr_t *b)
             if (c)
                 return c;
         }
-        return 0;
+        /* == ignores high zero words, but BEAM keeps and hashes them (a
+         * map holds [1] and [1,0,0] as two keys): exactly, they differ. */
+        return exact ? sgn((long long)a->u.id.nwords - (long long)b->u.id.nwords) : 0;
     }
     }
 }
@@ -525,7 +527,7 @@ static int cmp_term(const uint8_t **pa, const uint8_t *ea, const uint8_t **pb,
     case 3:
     case 5:
     case 6:
-        c = cmp_id(&a, &b);
+        c = cmp_id(&a, &b, exact);
         break;
     case 4:
         return cmp_fun(&a, &b, pa, pb, exact, depth);

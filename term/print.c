@@ -31,7 +31,7 @@ typedef struct pr {
 
 static int need(const pr_t *s, size_t n)
 {
-    return s->len - s->pos >= n ? 0 : -EPROTO;
+    return s->pos <= s->len && s->len - s->pos >= n ? 0 : -EPROTO;
 }
 
 static uint32_t be16(const unsigned char *p) { return (uint32_t)p[0] << 8 | p[1]; }
@@ -465,6 +465,32 @@ static int print_bits(pr_t *s, const unsigned char *d, size_t n, unsigned bits)
     return 0;
 }
 
+/* Module.OldIndex.OldUniq of a NEW_FUN_EXT, s->pos at Module. */
+static int print_fun_name(pr_t *s)
+{
+    int rc = print_atom_at(s);
+    if (rc < 0)
+        return rc;
+    for (int k = 0; k < 2; k++) {
+        /* OldIndex and OldUniq are integers: small or INTEGER_EXT */
+        if (need(s, 2) < 0)
+            return -EPROTO;
+        int64_t v;
+        if (s->p[s->pos] == T_SMALL_INT) {
+            v = s->p[s->pos + 1];
+            s->pos += 2;
+        } else if (s->p[s->pos] == T_INT && need(s, 5) == 0) {
+            v = (int32_t)be32(s->p + s->pos + 1);
+            s->pos += 5;
+        } else {
+            return -EPROTO;
+        }
+        put_ch(s->out, '.');
+        put_i64(s->out, v);
+    }
+    return 0;
+}
+
 static int print_term(pr_t *s, int depth)
 {
     if (depth > TERM_MAX_DEPTH)
@@ -689,27 +715,16 @@ static int print_term(pr_t *s, int depth)
             return -EPROTO;
         size_t end = s->pos + 1 + size;
         uint32_t nfree = be32(p + 26);
+        /* Everything below must lie inside Size: read it through a reader
+         * that ends there. */
+        size_t outer = s->len;
+        s->len = end;
         s->pos += 30;
         put_str(o, "#Fun<");
-        if ((rc = print_atom_at(s)) < 0)
+        rc = print_fun_name(s);
+        s->len = outer;
+        if (rc < 0)
             return rc;
-        for (int k = 0; k < 2; k++) {
-            /* OldIndex and OldUniq are integers: small or INTEGER_EXT */
-            if (need(s, 2) < 0)
-                return -EPROTO;
-            int64_t v;
-            if (s->p[s->pos] == T_SMALL_INT) {
-                v = s->p[s->pos + 1];
-                s->pos += 2;
-            } else if (s->p[s->pos] == T_INT && need(s, 5) == 0) {
-                v = (int32_t)be32(s->p + s->pos + 1);
-                s->pos += 5;
-            } else {
-                return -EPROTO;
-            }
-            put_ch(o, '.');
-            put_i64(o, v);
-        }
         put_ch(o, '>');
         /* The creator pid and the free variables are validated by
          * printing them into a scratch buffer, which is then dropped. */

@@ -152,6 +152,9 @@ static const row_t ROWS[] = {
     {"update_element_key_pos", "update_element", "[t, 1, {1, x}]", NULL, BADARG},
     {"update_element_past_end", "update_element", "[t, 1, {4, x}]", NULL, BADARG},
     {"update_element_bad_spec", "update_element", "[t, 1, x]", NULL, BADARG},
+    {"update_element_missing_key_bad_spec", "update_element", "[t, 99, x]", "false"},
+    {"update_counter_default_not_tuple", "update_counter", "[t2, 5, 1, x]", NULL, BADARG},
+    {"update_counter_default_short_unused", "update_counter", "[t2, 5, 1, {a}]", "8"},
     {"update_element_keypos2", "update_element", "[t2, 5, {1, w}]", "true", 0, "lookup", "[t2, 5]", "[{w, 5, 7}]"},
     /* update_counter */
     {"update_counter_incr_not_integer", "update_counter", "[t, 1, 5]", NULL, BADARG},

@@ -308,6 +308,32 @@ START_TEST(old_log_left_by_crash_after_snapshot_is_skipped)
 }
 END_TEST
 
+START_TEST(long_unicode_table_name_survives_reopen)
+{
+    /* An atom of 255 characters, each two bytes of UTF-8. */
+    char name[511];
+    for (int i = 0; i < 255; i++) {
+        name[2 * i] = (char)0xc3;
+        name[2 * i + 1] = (char)0xa9;
+    }
+    name[510] = '\0';
+    store_t *s = open_ok(STORE_FSYNC_ALWAYS);
+    store_table_t *t;
+    ck_assert_int_eq(store_table_create(s, name, 1, &t), 0);
+    put(t, 1, 10);
+    store_free(s);
+    s = open_ok(STORE_FSYNC_ALWAYS);
+    t = store_table_find(s, name);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(get(t, 1), 10);
+    ck_assert_int_eq(store_snapshot(s), 0);
+    store_free(s);
+    s = open_ok(STORE_FSYNC_ALWAYS);
+    ck_assert_int_eq(get(store_table_find(s, name), 1), 10);
+    store_free(s);
+}
+END_TEST
+
 START_TEST(leftover_snapshot_tmp_is_removed)
 {
     fill(3, 0);
@@ -400,6 +426,27 @@ START_TEST(corrupt_middle_record_returns_ebadmsg)
     ck_assert_ptr_null(s);
     ck_assert_ptr_nonnull(strstr(err, "damaged at offset"));
     /* Nothing was cut: the damage is still there for a human to look at. */
+    ck_assert_int_eq(file_size(WAL_LOG_FILE), (long)len);
+    free(log);
+}
+END_TEST
+
+START_TEST(grown_length_field_in_middle_returns_ebadmsg)
+{
+    /* A flipped bit makes the first PUT claim to run past the end of the
+     * file, like a torn append; but valid records follow it. */
+    fill(5, 0);
+    size_t len;
+    uint8_t *log = read_all(WAL_LOG_FILE, &len);
+    wal_rec_t r;
+    ck_assert_int_eq(wal_decode(log + WAL_MAGIC_LEN, len - WAL_MAGIC_LEN, &r), 0);
+    size_t put1 = WAL_MAGIC_LEN + r.size;
+    log[put1 + 1] ^= 0x10; /* length += 1 MiB */
+    write_all(WAL_LOG_FILE, log, len);
+    store_t *s = NULL;
+    ck_assert_int_eq(store_open(dir, STORE_FSYNC_ALWAYS, &s, err, sizeof err),
+                     -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "followed by valid records"));
     ck_assert_int_eq(file_size(WAL_LOG_FILE), (long)len);
     free(log);
 }
@@ -611,6 +658,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, snapshot_truncates_log_and_restores);
     tcase_add_test(tc, writes_after_snapshot_come_from_log);
     tcase_add_test(tc, old_log_left_by_crash_after_snapshot_is_skipped);
+    tcase_add_test(tc, long_unicode_table_name_survives_reopen);
     tcase_add_test(tc, leftover_snapshot_tmp_is_removed);
     suite_add_tcase(s, tc);
     tc = tcase_create("torn");
@@ -622,6 +670,7 @@ Suite *snapshot_suite(void)
     tc = tcase_create("damage");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, corrupt_middle_record_returns_ebadmsg);
+    tcase_add_test(tc, grown_length_field_in_middle_returns_ebadmsg);
     tcase_add_test(tc, bad_log_magic_returns_ebadmsg);
     tcase_add_test(tc, corrupt_snapshot_returns_ebadmsg);
     tcase_add_test(tc, truncated_snapshot_returns_ebadmsg);

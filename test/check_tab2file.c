@@ -279,6 +279,92 @@ START_TEST(written_file_with_md5_detects_flip)
 }
 END_TEST
 
+/* Appends one disk_log item holding 131 + the term bytes. */
+static void put_item(term_buf_t *f, const void *term, size_t len)
+{
+    size_t size = len + 1;
+    uint8_t h[9] = { (uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8),
+                     (uint8_t)size, 98, 87, 76, 65, 131 };
+    term_buf_append(f, h, sizeof h);
+    term_buf_append(f, term, len);
+}
+
+START_TEST(duplicate_keys_last_one_wins)
+{
+    /* The head and header item of a BEAM file, then {1,a}, {2,x}, {1,b}. */
+    size_t len;
+    uint8_t *seed = slurp("plain.tab", &len);
+    size_t hdr = 8 + 8 + (((size_t)seed[8] << 24) | ((size_t)seed[9] << 16) |
+                          ((size_t)seed[10] << 8) | seed[11]);
+    term_buf_t f, o;
+    term_buf_init(&f);
+    term_buf_init(&o);
+    term_buf_append(&f, seed, hdr);
+    static const uint8_t a1[] = { 104, 2, 97, 1, 119, 1, 'a' };
+    static const uint8_t x2[] = { 104, 2, 97, 2, 119, 1, 'x' };
+    static const uint8_t b1[] = { 104, 2, 97, 1, 119, 1, 'b' };
+    put_item(&f, a1, sizeof a1);
+    put_item(&f, x2, sizeof x2);
+    put_item(&f, b1, sizeof b1);
+    store_t *s;
+    store_table_t *t = NULL;
+    ck_assert_int_eq(store_new(&s), 0);
+    ck_assert_int_eq(store_file2tab_mem(s, f.data, f.len, 0, &t, err, sizeof err), 0);
+    ck_assert_uint_eq(store_table_size(t), 2);
+    ck_assert_int_eq(store_lookup(t, KEY1, sizeof KEY1, &o), 0);
+    ck_assert_uint_eq(o.len, sizeof b1);
+    ck_assert_mem_eq(o.data, b1, sizeof b1);
+    term_buf_release(&f);
+    term_buf_release(&o);
+    store_free(s);
+    free(seed);
+}
+END_TEST
+
+START_TEST(large_table_round_trips)
+{
+    store_t *s, *s2;
+    store_table_t *t, *t2 = NULL;
+    ck_assert_int_eq(store_new(&s), 0);
+    ck_assert_int_eq(store_new(&s2), 0);
+    ck_assert_int_eq(store_table_create(s, "many", 1, &t), 0);
+    term_buf_t b, file;
+    term_buf_init(&b);
+    term_buf_init(&file);
+    for (int64_t i = 0; i < 20000; i++) {
+        term_buf_reset(&b);
+        term_put_tuple(&b, 2);
+        term_put_long(&b, i);
+        term_put_long(&b, i * 3);
+        ck_assert_int_eq(store_insert(t, b.data, b.len), 0);
+    }
+    ck_assert_int_eq(store_tab2file_mem(t, STORE_T2F_MD5SUM | STORE_T2F_OBJECT_COUNT,
+                                        &file), 0);
+    ck_assert_int_eq(store_file2tab_mem(s2, file.data, file.len, 1, &t2, err,
+                                        sizeof err), 0);
+    ck_assert_uint_eq(store_table_size(t2), 20000);
+    for (int64_t i = 0; i < 20000; i += 997) {
+        term_buf_t k, o;
+        term_buf_init(&k);
+        term_buf_init(&o);
+        term_put_long(&k, i);
+        ck_assert_int_eq(store_lookup(t2, k.data, k.len, &o), 0);
+        term_buf_reset(&b);
+        term_put_tuple(&b, 2);
+        term_put_long(&b, i);
+        term_put_long(&b, i * 3);
+        ck_assert_uint_eq(o.len, b.len);
+        ck_assert_mem_eq(o.data, b.data, b.len);
+        term_buf_release(&k);
+        term_buf_release(&o);
+    }
+    term_buf_release(&b);
+    term_buf_release(&file);
+    store_free(s);
+    store_free(s2);
+}
+END_TEST
+
 START_TEST(protection_round_trips)
 {
     store_t *s, *s2;
@@ -358,6 +444,8 @@ Suite *tab2file_suite(void)
     tcase_add_loop_test(tc, written_file_reads_back_equal, 0,
                         sizeof FLAG_ROWS / sizeof *FLAG_ROWS);
     tcase_add_test(tc, written_file_with_md5_detects_flip);
+    tcase_add_test(tc, duplicate_keys_last_one_wins);
+    tcase_add_test(tc, large_table_round_trips);
     tcase_add_test(tc, protection_round_trips);
     tcase_add_test(tc, write_bad_flags_returns_einval);
     tcase_add_test(tc, file2tab_alloc_failure_returns_enomem_without_leak);

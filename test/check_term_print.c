@@ -210,6 +210,26 @@ START_TEST(print_bit_binary_zero_bits_returns_eproto)
 }
 END_TEST
 
+/* A NEW_FUN_EXT whose Size ends before its module atom: the fields past
+ * Size are not read (found by fuzz_term_parse). */
+START_TEST(print_fun_shorter_than_its_fields_returns_eproto)
+{
+    unsigned char f[] = { 112, 0, 0, 0, 29, 0,
+                          0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                          0, 0, 0, 0, 0, 0, 0, 0,
+                          119, 1, 'm', 97, 0, 97, 0, 106 };
+    unsigned char *p = malloc(sizeof f);
+    memcpy(p, f, sizeof f);
+    term_buf_t b;
+    term_buf_init(&b);
+    ck_assert_int_eq(term_print(p, 30, &b), -EPROTO);
+    ck_assert_int_eq(term_print(p, sizeof f, &b), -EPROTO);
+    ck_assert_uint_eq(b.len, 0);
+    term_buf_release(&b);
+    free(p);
+}
+END_TEST
+
 /* {{{...}}} nested deeper than TERM_MAX_DEPTH: -E2BIG, not a crash. */
 START_TEST(print_deep_nesting_returns_e2big)
 {
@@ -336,6 +356,7 @@ Suite *term_print_suite(void)
     tcase_add_test(tc, print_unknown_tag_returns_eproto);
     tcase_add_test(tc, print_invalid_utf8_atom_returns_eproto);
     tcase_add_test(tc, print_bit_binary_zero_bits_returns_eproto);
+    tcase_add_test(tc, print_fun_shorter_than_its_fields_returns_eproto);
     tcase_add_test(tc, print_deep_nesting_returns_e2big);
     suite_add_tcase(s, tc);
     tc = tcase_create("limits");

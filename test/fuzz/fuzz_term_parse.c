@@ -1,7 +1,9 @@
 /* fuzz_term_parse.c: libFuzzer target for the Erlang literal parser. Feeds
  * the input to term_parse() and term_consult(); every term that parses must
  * print with term_print() and that text must parse again to the same
- * canonical bytes. The ETF decoder also gets to print arbitrary bytes. */
+ * canonical bytes. The same input is also taken as ETF: whatever the
+ * codec accepts must print, and literals must read back. Run it with the
+ * term_decode seeds too, so it starts from valid ETF as well as text. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -66,6 +68,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The same bytes as ETF: the printer must never crash on them. */
     rc = term_print(text, size, &out);
     CHECK(rc == 0 || out.len == 0);
+    term_buf_reset(&out);
+
+    /* Any term the codec accepts prints; when it is a literal (no pid,
+     * port, ref or fun), its text parses back to the canonical bytes. */
+    rc = size > 0 && (unsigned char)text[0] == TERM_VERSION_MAGIC
+             ? term_canon(text, size, &out)
+             : term_canon_inner(text, size, &used, &out);
+    if (rc == 0) {
+        term_buf_t txt, again;
+        term_buf_init(&txt);
+        term_buf_init(&again);
+        CHECK(term_print(out.data, out.len, &txt) == 0);
+        size_t tused;
+        if (term_parse(txt.data, txt.len, &tused, &again) == 0 && tused == txt.len) {
+            CHECK(again.len == out.len && memcmp(again.data, out.data, out.len) == 0);
+        } else {
+            CHECK(strstr(txt.data, "<0.") || strstr(txt.data, "#Ref<") ||
+                  strstr(txt.data, "#Port<") || strstr(txt.data, "#Fun<") ||
+                  strstr(txt.data, "fun "));
+        }
+        term_buf_release(&txt);
+        term_buf_release(&again);
+    }
     term_buf_release(&out);
     free(text);
     return 0;
