@@ -175,6 +175,7 @@ static int atom_at(const uint8_t *p, size_t len, term_atom_t *a, size_t *size)
         return -EPROTO;
     a->p = p + hl;
     a->len = n;
+    a->tag = p[0];
     a->latin1 = p[0] == TERM_TAG_ATOM || p[0] == TERM_TAG_SMALL_ATOM;
     if (a->latin1) {
         if (n > 255)
@@ -766,6 +767,188 @@ static void put_id(term_buf_t *b, const term_hdr_t *h)
     }
 }
 
+
+/* ---- Already canonical? ------------------------------------------------- */
+
+/* Most input comes from term_to_binary and is canonical already (always
+ * for binaries, tuples and lists; atoms only with minor_version 2). Such a
+ * term is validated and then copied with one memcpy instead of being
+ * re-encoded piece by piece. check_term() validates like skip_term() and
+ * returns 1 when the bytes are canonical, 0 when they are not (it stops at
+ * the first piece that is not) and on any error (canon_term then finds
+ * it again and reports it). */
+
+static int atom_canonical(const term_atom_t *a)
+{
+    return a->tag == TERM_TAG_SMALL_ATOM_UTF8 || (a->tag == TERM_TAG_ATOM_UTF8 && a->len > 255);
+}
+
+/* Is this leaf (or fun/id header) written as term_put_*() would write it? */
+static int leaf_canonical(const uint8_t *p, const term_hdr_t *h)
+{
+    switch (h->type) {
+    case TERM_T_INTEGER:
+        if (h->tag == TERM_TAG_SMALL_INTEGER)
+            return 1;
+        if (h->tag == TERM_TAG_INTEGER)
+            return h->u.i.v < 0 || h->u.i.v > 255;
+        if (h->tag == TERM_TAG_SMALL_BIG) {
+            size_t n = p[1];
+            if (p[2] > 1 || n == 0 || p[2 + n] == 0)
+                return 0;
+            if (!h->u.i.mag) {
+                /* fits int64: a bignum only outside int32, and minimal */
+                int64_t v = h->u.i.v;
+                return (v < INT32_MIN || v > INT32_MAX) && p[2] == (v < 0);
+            }
+            return 1;
+        }
+        /* LARGE_BIG: only past 255 bytes, minimal */
+        return h->u.i.mag && term_be32(p + 1) > 255 && p[5] <= 1 && h->u.i.mlen == term_be32(p + 1);
+    case TERM_T_FLOAT:
+        return h->tag == TERM_TAG_NEW_FLOAT && !(p[1] == 0x80 && term_be64(p + 1) == 0x8000000000000000ull);
+    case TERM_T_ATOM:
+        return atom_canonical(&h->u.atom);
+    case TERM_T_BINARY:
+        return h->tag == TERM_TAG_BINARY;
+    case TERM_T_BITSTRING:
+        return (h->u.bin.p[h->u.bin.len - 1] & (0xFF >> h->u.bin.bits)) == 0;
+    case TERM_T_NIL:
+        return 1;
+    case TERM_T_STRING:
+        return h->u.bin.len > 0;
+    case TERM_T_PID:
+        return h->tag == TERM_TAG_NEW_PID && atom_canonical(&h->u.id.node);
+    case TERM_T_PORT:
+        return (h->tag == TERM_TAG_NEW_PORT || (h->tag == TERM_TAG_V4_PORT && h->u.id.id > UINT32_MAX)) &&
+               atom_canonical(&h->u.id.node);
+    case TERM_T_REF:
+        return h->tag == TERM_TAG_NEWER_REFERENCE && atom_canonical(&h->u.id.node);
+    default:
+        return 0;
+    }
+}
+
+static int small_int_canonical(const uint8_t *p)
+{
+    return p[0] == TERM_TAG_SMALL_INTEGER ||
+           (p[0] == TERM_TAG_INTEGER && ((int32_t)term_be32(p + 1) < 0 || term_be32(p + 1) > 255));
+}
+
+static int check_term(const uint8_t *p, const uint8_t *end, int depth, const uint8_t **next);
+
+static int check_children(const uint8_t *p, const uint8_t *end, uint64_t n, int depth,
+                          const uint8_t **next)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        if (check_term(p, end, depth, &p) != 1)
+            return 0;
+    }
+    *next = p;
+    return 1;
+}
+
+static int check_term(const uint8_t *p, const uint8_t *end, int depth, const uint8_t **next)
+{
+    term_hdr_t h;
+    if (depth > TERM_MAX_DEPTH || term_int_hdr(p, (size_t)(end - p), &h) < 0)
+        return 0;
+    switch (h.type) {
+    case TERM_T_TUPLE:
+        if (h.tag == TERM_TAG_LARGE_TUPLE && h.n <= 255)
+            return 0;
+        return check_children(p + h.size, end, h.n, depth + 1, next);
+    case TERM_T_LIST: {
+        /* one LIST_EXT, then [] or a tail that is no list; not a list of
+         * bytes that term_to_binary would write as a string */
+        if (h.n == 0)
+            return 0;
+        const uint8_t *q = p + h.size;
+        int all_bytes = 1;
+        for (uint64_t i = 0; i < h.n; i++) {
+            const uint8_t *e = q;
+            if (check_term(q, end, depth + 1, &q) != 1)
+                return 0;
+            if (*e != TERM_TAG_SMALL_INTEGER)
+                all_bytes = 0;
+        }
+        term_hdr_t t;
+        if (term_int_hdr(q, (size_t)(end - q), &t) < 0 || t.type == TERM_T_LIST ||
+            t.type == TERM_T_STRING)
+            return 0;
+        if (t.type == TERM_T_NIL) {
+            if (all_bytes && h.n <= 65535)
+                return 0;
+            *next = q + 1;
+            return 1;
+        }
+        return check_term(q, end, depth + 1, next);
+    }
+    case TERM_T_MAP: {
+        /* keys canonical and strictly ascending in map key order */
+        const uint8_t *q = p + h.size, *pk = NULL;
+        size_t pklen = 0;
+        for (uint64_t i = 0; i < h.n; i++) {
+            const uint8_t *k = q;
+            if (check_term(q, end, depth + 1, &q) != 1)
+                return 0;
+            if (pk && term_int_cmp_exact(pk, pklen, k, (size_t)(q - k)) >= 0)
+                return 0;
+            pk = k;
+            pklen = (size_t)(q - k);
+            if (check_term(q, end, depth + 1, &q) != 1)
+                return 0;
+        }
+        *next = q;
+        return 1;
+    }
+    case TERM_T_FUN: {
+        if (!atom_canonical(&h.u.fun.module))
+            return 0;
+        if (h.u.fun.export) {
+            if (!atom_canonical(&h.u.fun.name))
+                return 0;
+            *next = p + h.size;
+            return 1;
+        }
+        /* module, old index, old uniq, pid, free variables */
+        const uint8_t *q = h.u.fun.module.p + h.u.fun.module.len;
+        if (!small_int_canonical(q))
+            return 0;
+        q += *q == TERM_TAG_SMALL_INTEGER ? 2 : 5;
+        if (!small_int_canonical(q))
+            return 0;
+        term_hdr_t ph;
+        const uint8_t *fend = p + h.u.fun.total;
+        if (term_int_hdr(h.u.fun.pid, (size_t)(fend - h.u.fun.pid), &ph) < 0 ||
+            !leaf_canonical(h.u.fun.pid, &ph))
+            return 0;
+        if (check_children(p + h.size, fend, h.n, depth + 1, &q) != 1 || q != fend)
+            return 0;
+        *next = fend;
+        return 1;
+    }
+    default:
+        if (!leaf_canonical(p, &h))
+            return 0;
+        *next = p + h.size;
+        return 1;
+    }
+}
+
+/* Copies the term at p when it is canonical already: 1 and *next set, or 0
+ * with nothing written. */
+static int copy_if_canonical(const uint8_t *p, const uint8_t *end, int depth, term_buf_t *out,
+                             const uint8_t **next)
+{
+    const uint8_t *q;
+    if (check_term(p, end, depth, &q) != 1)
+        return 0;
+    term_buf_append(out, p, (size_t)(q - p));
+    *next = q;
+    return 1;
+}
+
 static int canon_term(const uint8_t *p, const uint8_t *end, int depth, term_buf_t *out,
                       const uint8_t **next);
 
@@ -792,7 +975,10 @@ static int canon_list(const uint8_t *p, const uint8_t *end, int depth, term_buf_
             p += h.size;
             for (uint64_t i = 0; i < h.n; i++) {
                 size_t e = out->len;
-                if ((rc = canon_term(p, end, depth + 1, out, &p)) < 0)
+                /* A long list of records: most of them are canonical. */
+                if (copy_if_canonical(p, end, depth + 1, out, &p))
+                    rc = 0;
+                else if ((rc = canon_term(p, end, depth + 1, out, &p)) < 0)
                     return rc;
                 if (out->err)
                     return out->err;
@@ -1154,14 +1340,25 @@ int term_canon_inner(const void *in, size_t len, size_t *used, term_buf_t *out)
         size_t rlen, zused;
         if ((rc = inflate_term(p + 1, len - 1, &raw, &rlen, &zused)) < 0)
             return rc;
-        rc = canon_term(raw, raw + rlen, 0, out, &next);
+        if (term_buf_reserve(out, rlen) < 0)
+            rc = out->err;
+        else if (!copy_if_canonical(raw, raw + rlen, 0, out, &next))
+            rc = canon_term(raw, raw + rlen, 0, out, &next);
+        else
+            rc = out->err;
         if (rc == 0 && next != raw + rlen)
             rc = -EPROTO;
         mem_free(raw);
         if (rc == 0)
             *used = 1 + zused;
     } else {
-        rc = canon_term(p, p + len, 0, out, &next);
+        /* The canonical form is about as long as the input. */
+        if (term_buf_reserve(out, len) < 0)
+            rc = out->err;
+        else if (!copy_if_canonical(p, p + len, 0, out, &next))
+            rc = canon_term(p, p + len, 0, out, &next);
+        else
+            rc = out->err;
         if (rc == 0)
             *used = (size_t)(next - p);
     }

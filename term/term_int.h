@@ -63,6 +63,7 @@ typedef struct term_atom {
     const uint8_t *p;
     size_t len;   /* bytes */
     int latin1;   /* ATOM_EXT / SMALL_ATOM_EXT: one byte per character */
+    uint8_t tag;
 } term_atom_t;
 
 /* The decoded header of one term. For leaves (everything except tuples,
