@@ -14,8 +14,12 @@ main([Etsd, Dir, NStr, MStr]) ->
         halt(0)
     catch C:R:St ->
         io:format("bench_sync failed: ~p:~p~n~p~n", [C, R, St]),
+        %% Leave no etsd behind (BEAM peers die with this node).
+        [os:cmd("kill -9 " ++ integer_to_list(P)) || P <- get_list(etsd_pids)],
         halt(1)
     end.
+
+get_list(K) -> case get(K) of undefined -> []; L -> L end.
 
 uniq(P) -> P ++ "_" ++ os:getpid() ++ "_" ++ integer_to_list(erlang:unique_integer([positive])).
 
@@ -36,6 +40,7 @@ etsd(Etsd, Dir, Join) ->
                      [{args, ["-c", "exec \"$0\" \"$@\" 2>>'" ++ Log ++ "'", Etsd | Args]},
                       exit_status]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+    put(etsd_pids, [OsPid | get_list(etsd_pids)]),
     {list_to_atom(Name), OsPid, Port}.
 
 stop_etsd({_, OsPid, Port}) ->
