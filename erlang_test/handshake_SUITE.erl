@@ -17,7 +17,8 @@
          cookie_file_is_read_and_checked_as_erl_does/1,
          unknown_option_exits_2_with_usage/1,
          epmd_names_client_lists_etsd_with_its_port/1,
-         simultaneous_connect_between_beam_and_etsd_resolves/1]).
+         simultaneous_connect_between_beam_and_etsd_resolves/1,
+         join_connects_out_at_start/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -30,7 +31,7 @@ all() ->
      registers_again_when_epmd_restarts,
      cookie_file_is_read_and_checked_as_erl_does, unknown_option_exits_2_with_usage,
      epmd_names_client_lists_etsd_with_its_port,
-     simultaneous_connect_between_beam_and_etsd_resolves].
+     simultaneous_connect_between_beam_and_etsd_resolves, join_connects_out_at_start].
 
 %% A failed case leaves nothing behind: start_etsd/1 kills its etsd when the
 %% test process exits, and peers are linked to it.
@@ -344,3 +345,15 @@ wait_until(At) ->
         D when D > 0 -> receive after D -> ok end;
         _ -> ok
     end.
+
+%% --join: etsd looks the node up in EPMD and connects by itself.
+join_connects_out_at_start(Config) ->
+    {ok, Peer, PNode} = etsd_test_lib:start_peer(etsd_test_lib:unique_name("hs_join_p")),
+    E = #{node := Node} = etsd_test_lib:start_etsd(#{config => Config, name => "hs_join",
+                                                    args => ["--join", atom_to_list(PNode)],
+                                                    wait => epmd}),
+    etsd_test_lib:await(fun() -> lists:member(Node, peer:call(Peer, erlang, nodes, [hidden])) end,
+                        10000, joined),
+    etsd_test_lib:await_log(E, atom_to_list(PNode) ++ ": nodeup \\(outgoing\\)", 5000),
+    peer:stop(Peer),
+    0 = etsd_test_lib:stop_etsd(E).
