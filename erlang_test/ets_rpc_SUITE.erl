@@ -10,7 +10,7 @@
 
 -define(OPS, 10000).
 
-suite() -> [{timetrap, {seconds, 120}}].
+suite() -> [{timetrap, {seconds, 60}}].
 
 all() ->
     [same_results_through_erpc_call, same_results_through_rpc_call,
