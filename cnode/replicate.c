@@ -160,13 +160,20 @@ static void idle_cb(uv_idle_t *h)
 {
     replicate_t *r = h->data;
     size_t budget = REPLICATE_CHUNK;
+    uint64_t t0 = uv_hrtime();
 
-    while (r->head && budget) {
+    while (r->head && budget && uv_hrtime() - t0 < REPLICATE_SLICE_MS * 1000000ull) {
         rep_job_t *j = r->head;
+        /* Slices of REPLICATE_STEP objects until the chunk or the time
+         * slice is used: with --fsync always one object costs an fdatasync
+         * (milliseconds), and the loop must get back to ticks and peers. */
         size_t before = j->objects + j->bad;
-        int done = job_step(r, j, budget);
+        size_t step = budget < REPLICATE_STEP ? budget : REPLICATE_STEP;
+        int done = job_step(r, j, step);
         size_t used = j->objects + j->bad - before;
         budget = used >= budget ? 0 : budget - used;
+        if (!done && budget && uv_hrtime() - t0 < REPLICATE_SLICE_MS * 1000000ull)
+            continue;
         if (!done) {
             uint64_t now = now_ms(r);
             if (now - (j->progress_ms ? j->progress_ms : j->start_ms) >= 1000) {
@@ -209,7 +216,7 @@ static int enqueue(replicate_t *r, const char *peer, const char *what,
             return 0;
         if (term_peek(&tmp.r) == TERM_T_LIST) {
             term_reader_t probe = tmp.r;
-            if (term_get_list(&probe, &n) == 0 && n <= REPLICATE_CHUNK / 4) {
+            if (term_get_list(&probe, &n) == 0 && n <= REPLICATE_INLINE) {
                 tmp.buf = (char *)bytes;
                 tmp.len = len;
                 tmp.peer = (char *)peer;

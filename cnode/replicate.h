@@ -19,8 +19,14 @@
 
 typedef struct replicate replicate_t;
 
-/* Objects applied per loop turn when a list is large. */
+/* A list of at most REPLICATE_INLINE objects arriving with nothing queued
+ * is applied at once; anything larger is queued and applied at most
+ * REPLICATE_CHUNK objects or REPLICATE_SLICE_MS per loop turn, checking
+ * the time every REPLICATE_STEP objects. */
+#define REPLICATE_INLINE 16
 #define REPLICATE_CHUNK 20000
+#define REPLICATE_SLICE_MS 20
+#define REPLICATE_STEP 64
 /* How long a pull (rex tab2list) may take. */
 #define REPLICATE_PULL_TIMEOUT_MS 120000
 
