@@ -165,7 +165,14 @@ static int op_has_msg(int op)
 
 int dist_decode(const char *frame, size_t len, dist_msg_t *m)
 {
-    memset(m, 0, sizeof *m);
+    /* Not a memset: the struct holds 4 KiB of name buffers that the
+     * decoders fill when they are used, and this runs for every frame. */
+    m->op = 0;
+    m->ctl = m->msg = m->reason = NULL;
+    m->ctl_len = m->msg_len = m->reason_len = 0;
+    m->has_from = m->has_to_pid = m->has_ref = 0;
+    m->to_name[0] = 0;
+    m->id = 0;
     if (len < 2 || (uint8_t)frame[0] != DIST_PASS_THROUGH)
         return -EPROTO;
     term_reader_t r;
