@@ -1423,7 +1423,10 @@ static void net_kernel_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
  *   {monitor, Pid | {Name, Node}, ReplyTo}
  *                               it monitors that process, answers
  *                               {monitored, Ref}, and forwards the DOWN
- *   {link_exit_to, ReplyTo}     EXIT signals it gets are forwarded there */
+ *   {link_exit_to, ReplyTo}     EXIT signals it gets are forwarded there
+ *   {make_alias, ReplyTo}       answers {alias, Alias}; {Pid, Msg} sent to
+ *                               the alias is echoed like any other
+ *   {send_alias, Alias, Msg}    Msg is sent to a remote alias */
 typedef struct test_mbox {
     struct test_mbox *next;      /* node's list, so node_free() frees them */
     int has_reply;
@@ -1478,6 +1481,31 @@ static void test_mbox_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
             node_mbox_close(mb, reason, len);
             test_mbox_free(n, t);
         }
+        return;
+    }
+    if (ar == 2 && strcmp(atom, "make_alias") == 0) {
+        /* {make_alias, ReplyTo} -> {alias, Alias} */
+        term_pid_t reply;
+        term_ref_t alias;
+        if (term_get_pid(&r, &reply) < 0 || node_mbox_alias(mb, &alias) < 0)
+            return;
+        term_buf_t b;
+        term_buf_init(&b);
+        term_put_tuple(&b, 2);
+        term_put_atom(&b, "alias");
+        term_put_ref(&b, &alias);
+        if (b.err == 0)
+            node_send(n, mb, &reply, b.data, b.len);
+        term_buf_release(&b);
+        return;
+    }
+    if (ar == 3 && strcmp(atom, "send_alias") == 0) {
+        /* {send_alias, Alias, Msg}: Msg sent to a (remote) alias */
+        term_ref_t alias;
+        const char *msg;
+        size_t len;
+        if (term_get_ref(&r, &alias) == 0 && term_get_any(&r, &msg, &len) == 0)
+            node_alias_send(n, mb, &alias, msg, len);
         return;
     }
     if (ar == 2 && strcmp(atom, "link_exit_to") == 0) {

@@ -7,14 +7,15 @@
 -export([random_terms_round_trip_via_echo/1,
          terms_from_beam_peer_round_trip/1,
          hundred_mb_message_arrives_intact_with_ticks_flowing/1,
-         slow_reader_cut_off_while_others_keep_receiving/1]).
+         slow_reader_cut_off_while_others_keep_receiving/1,
+         alias_send_both_ways/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
 all() ->
     [random_terms_round_trip_via_echo, terms_from_beam_peer_round_trip,
      hundred_mb_message_arrives_intact_with_ticks_flowing,
-     slow_reader_cut_off_while_others_keep_receiving].
+     slow_reader_cut_off_while_others_keep_receiving, alias_send_both_ways].
 
 %% ---- random terms ----
 
@@ -145,3 +146,24 @@ slow_reader_cut_off_while_others_keep_receiving(Config) ->
 echo_ok(Node, Self, I) ->
     {etsd_echo, Node} ! {Self, {small, I}},
     receive {small, I} -> ok after 5000 -> {no_echo, I} end.
+
+%% ALIAS_SEND: BEAM sends to an alias of an etsd mailbox, and etsd sends
+%% to an alias of a BEAM process (what a gen_server:call reply needs).
+alias_send_both_ways(Config) ->
+    E = #{node := Node} = etsd_test_lib:start_etsd(#{config => Config, name => "msg_alias"}),
+    {etsd_echo, Node} ! {new_mailbox, self(), undefined},
+    Mb = receive {mailbox, P} -> P after 5000 -> ct:fail(no_mailbox) end,
+    Mb ! {make_alias, self()},
+    EtsdAlias = receive {alias, A} -> A after 5000 -> ct:fail(no_alias) end,
+    EtsdAlias ! {self(), via_etsd_alias},
+    receive via_etsd_alias -> ok after 5000 -> ct:fail(no_alias_echo) end,
+    MyAlias = alias(),
+    Mb ! {send_alias, MyAlias, {to_my_alias, 1}},
+    receive {to_my_alias, 1} -> ok after 5000 -> ct:fail(no_alias_delivery) end,
+    %% An alias that was removed drops the message, as on BEAM.
+    unalias(MyAlias),
+    Mb ! {send_alias, MyAlias, {to_my_alias, 2}},
+    Mb ! {self(), sync},
+    receive sync -> ok after 5000 -> ct:fail(no_sync) end,
+    receive {to_my_alias, 2} -> ct:fail(delivered_after_unalias) after 0 -> ok end,
+    0 = etsd_test_lib:stop_etsd(E).
