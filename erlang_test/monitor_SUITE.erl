@@ -10,7 +10,8 @@
          etsd_monitor_sees_remote_process_exit/1,
          etsd_monitor_of_missing_remote_process_gets_noproc/1,
          links_and_exit_signals_do_not_kill_mailboxes/1,
-         demonitor_stops_down/1]).
+         demonitor_stops_down/1,
+         linked_process_gets_exit_when_mailbox_closes/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -18,7 +19,8 @@ all() ->
     [down_when_monitored_pid_mailbox_closes, down_when_monitored_name_mailbox_closes,
      noproc_at_once_for_missing_name_and_pid, gen_server_call_to_missing_name_fails_fast,
      etsd_monitor_sees_remote_process_exit, etsd_monitor_of_missing_remote_process_gets_noproc,
-     links_and_exit_signals_do_not_kill_mailboxes, demonitor_stops_down].
+     links_and_exit_signals_do_not_kill_mailboxes, demonitor_stops_down,
+     linked_process_gets_exit_when_mailbox_closes].
 
 %% A test mailbox on etsd (see node.c): {Pid, Msg} echoes, {close, Reason}
 %% closes it, {monitor, Target, ReplyTo} monitors a process.
@@ -180,4 +182,21 @@ demonitor_stops_down(Config) ->
     %% Ref would already be here.
     echo({etsd_echo, Node}, sync),
     receive {'DOWN', Ref, _, _, _} -> ct:fail(down_after_demonitor) after 0 -> ok end,
+    0 = etsd_test_lib:stop_etsd(E).
+
+linked_process_gets_exit_when_mailbox_closes(Config) ->
+    E = #{node := Node} = start(Config, "mon_linkexit"),
+    Mb = new_mailbox(Node, undefined),
+    Self = self(),
+    Linked = spawn(fun() ->
+                           process_flag(trap_exit, true),
+                           link(Mb),
+                           Self ! linked,
+                           receive {'EXIT', Mb, R} -> Self ! {got_exit, R} end
+                   end),
+    receive linked -> ok after 5000 -> ct:fail(not_linked) end,
+    %% The link is in place once an echo has come back after it.
+    echo(Mb, after_link),
+    Mb ! {close, {bye, Linked}},
+    receive {got_exit, {bye, Linked}} -> ok after 5000 -> ct:fail(no_exit) end,
     0 = etsd_test_lib:stop_etsd(E).
