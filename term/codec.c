@@ -851,7 +851,31 @@ static int check_children(const uint8_t *p, const uint8_t *end, uint64_t n, int 
 static int check_term(const uint8_t *p, const uint8_t *end, int depth, const uint8_t **next)
 {
     term_hdr_t h;
-    if (depth > TERM_MAX_DEPTH || term_int_hdr(p, (size_t)(end - p), &h) < 0)
+    size_t left = (size_t)(end - p);
+    if (depth > TERM_MAX_DEPTH)
+        return 0;
+    /* The tags of records (tuples of binaries and small integers) first,
+     * without the general header decoder: this loop is the hot path. */
+    if (left >= 2) {
+        switch (p[0]) {
+        case TERM_TAG_BINARY: {
+            if (left < 5 || term_be32(p + 1) > left - 5)
+                return 0;
+            *next = p + 5 + term_be32(p + 1);
+            return 1;
+        }
+        case TERM_TAG_SMALL_INTEGER:
+            *next = p + 2;
+            return 1;
+        case TERM_TAG_SMALL_TUPLE:
+            if (p[1] > left - 2)
+                return 0;
+            return check_children(p + 2, end, p[1], depth + 1, next);
+        default:
+            break;
+        }
+    }
+    if (term_int_hdr(p, left, &h) < 0)
         return 0;
     switch (h.type) {
     case TERM_T_TUPLE:
@@ -937,7 +961,9 @@ static int check_term(const uint8_t *p, const uint8_t *end, int depth, const uin
 }
 
 /* Copies the term at p when it is canonical already: 1 and *next set, or 0
- * with nothing written. */
+ * with nothing written. canon_term() tries it on list elements only while
+ * `fast` is set, and clears it below an element that failed the check, so
+ * no byte is checked more than twice whatever the nesting. */
 static int copy_if_canonical(const uint8_t *p, const uint8_t *end, int depth, term_buf_t *out,
                              const uint8_t **next)
 {
@@ -949,14 +975,14 @@ static int copy_if_canonical(const uint8_t *p, const uint8_t *end, int depth, te
     return 1;
 }
 
-static int canon_term(const uint8_t *p, const uint8_t *end, int depth, term_buf_t *out,
+static int canon_term(const uint8_t *p, const uint8_t *end, int depth, int fast, term_buf_t *out,
                       const uint8_t **next);
 
 /* Lists: the chain of LIST_EXT headers along the tails, STRING_EXT tails
  * and a NIL or improper tail become one LIST_EXT (or one STRING_EXT when the
  * list is proper, all elements are 0..255 and it has at most 65535 of them,
  * which is the form term_to_binary picks). */
-static int canon_list(const uint8_t *p, const uint8_t *end, int depth, term_buf_t *out,
+static int canon_list(const uint8_t *p, const uint8_t *end, int depth, int fast, term_buf_t *out,
                       const uint8_t **next)
 {
     term_hdr_t h;
@@ -976,9 +1002,9 @@ static int canon_list(const uint8_t *p, const uint8_t *end, int depth, term_buf_
             for (uint64_t i = 0; i < h.n; i++) {
                 size_t e = out->len;
                 /* A long list of records: most of them are canonical. */
-                if (copy_if_canonical(p, end, depth + 1, out, &p))
+                if (fast && copy_if_canonical(p, end, depth + 1, out, &p))
                     rc = 0;
-                else if ((rc = canon_term(p, end, depth + 1, out, &p)) < 0)
+                else if ((rc = canon_term(p, end, depth + 1, 0, out, &p)) < 0)
                     return rc;
                 if (out->err)
                     return out->err;
@@ -1000,7 +1026,7 @@ static int canon_list(const uint8_t *p, const uint8_t *end, int depth, term_buf_
         } else if (h.type == TERM_T_NIL) {
             p += h.size;
         } else {
-            if ((rc = canon_term(p, end, depth + 1, out, &p)) < 0)
+            if ((rc = canon_term(p, end, depth + 1, fast, out, &p)) < 0)
                 return rc;
             proper = 0;
         }
@@ -1052,7 +1078,7 @@ static int pair_cmp(const void *a, const void *b, void *ctx)
 /* Maps: pairs in key order as BEAM's flatmaps keep them (integers before
  * floats), whatever order they arrived in; a repeated key is an error, as
  * binary_to_term makes it. */
-static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth,
+static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth, int fast,
                      term_buf_t *out, const uint8_t **next)
 {
     uint8_t *d = buf_room(out, 5);
@@ -1072,11 +1098,11 @@ static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth
     int sorted = 1;
     for (uint64_t i = 0; i < n; i++) {
         pairs[i].koff = out->len;
-        if ((rc = canon_term(p, end, depth + 1, out, &p)) < 0)
+        if ((rc = canon_term(p, end, depth + 1, fast, out, &p)) < 0)
             goto out;
         pairs[i].klen = out->len - pairs[i].koff;
         size_t v = out->len;
-        if ((rc = canon_term(p, end, depth + 1, out, &p)) < 0)
+        if ((rc = canon_term(p, end, depth + 1, fast, out, &p)) < 0)
             goto out;
         pairs[i].vlen = out->len - v;
         if (out->err) {
@@ -1122,7 +1148,7 @@ out:
     return rc;
 }
 
-static int canon_fun(const uint8_t *p, const uint8_t *end, const term_hdr_t *h, int depth,
+static int canon_fun(const uint8_t *p, const uint8_t *end, const term_hdr_t *h, int depth, int fast,
                      term_buf_t *out, const uint8_t **next)
 {
     uint8_t *d;
@@ -1149,11 +1175,11 @@ static int canon_fun(const uint8_t *p, const uint8_t *end, const term_hdr_t *h, 
     term_put_long(out, h->u.fun.old_index);
     term_put_long(out, h->u.fun.old_uniq);
     const uint8_t *q, *fend = p + h->u.fun.total;
-    if ((rc = canon_term(h->u.fun.pid, fend, depth + 1, out, &q)) < 0)
+    if ((rc = canon_term(h->u.fun.pid, fend, depth + 1, fast, out, &q)) < 0)
         return rc;
     q = p + h->size;
     for (uint64_t i = 0; i < h->n; i++) {
-        if ((rc = canon_term(q, fend, depth + 1, out, &q)) < 0)
+        if ((rc = canon_term(q, fend, depth + 1, fast, out, &q)) < 0)
             return rc;
     }
     if (q != fend)
@@ -1167,7 +1193,7 @@ static int canon_fun(const uint8_t *p, const uint8_t *end, const term_hdr_t *h, 
     return 0;
 }
 
-static int canon_term(const uint8_t *p, const uint8_t *end, int depth, term_buf_t *out,
+static int canon_term(const uint8_t *p, const uint8_t *end, int depth, int fast, term_buf_t *out,
                       const uint8_t **next)
 {
     term_hdr_t h;
@@ -1226,25 +1252,25 @@ static int canon_term(const uint8_t *p, const uint8_t *end, int depth, term_buf_
         }
         break;
     case TERM_T_LIST:
-        return canon_list(p, end, depth, out, next);
+        return canon_list(p, end, depth, fast, out, next);
     case TERM_T_TUPLE:
         term_put_tuple(out, (uint32_t)h.n);
         p += h.size;
         for (uint64_t i = 0; i < h.n; i++) {
-            if ((rc = canon_term(p, end, depth + 1, out, &p)) < 0)
+            if ((rc = canon_term(p, end, depth + 1, fast, out, &p)) < 0)
                 return rc;
         }
         *next = p;
         break;
     case TERM_T_MAP:
-        return canon_map(p + h.size, end, h.n, depth, out, next);
+        return canon_map(p + h.size, end, h.n, depth, fast, out, next);
     case TERM_T_PID:
     case TERM_T_PORT:
     case TERM_T_REF:
         put_id(out, &h);
         break;
     case TERM_T_FUN:
-        return canon_fun(p, end, &h, depth, out, next);
+        return canon_fun(p, end, &h, depth, fast, out, next);
     default:
         return -EPROTO;
     }
@@ -1343,7 +1369,7 @@ int term_canon_inner(const void *in, size_t len, size_t *used, term_buf_t *out)
         if (term_buf_reserve(out, rlen) < 0)
             rc = out->err;
         else if (!copy_if_canonical(raw, raw + rlen, 0, out, &next))
-            rc = canon_term(raw, raw + rlen, 0, out, &next);
+            rc = canon_term(raw, raw + rlen, 0, 1, out, &next);
         else
             rc = out->err;
         if (rc == 0 && next != raw + rlen)
@@ -1356,7 +1382,7 @@ int term_canon_inner(const void *in, size_t len, size_t *used, term_buf_t *out)
         if (term_buf_reserve(out, len) < 0)
             rc = out->err;
         else if (!copy_if_canonical(p, p + len, 0, out, &next))
-            rc = canon_term(p, p + len, 0, out, &next);
+            rc = canon_term(p, p + len, 0, 1, out, &next);
         else
             rc = out->err;
         if (rc == 0)

@@ -53,20 +53,31 @@ char *term_buf_detach(term_buf_t *b, size_t *len);
  *   - -0.0 is written as 0.0 (they are =:= on OTP 25);
  *   - never compressed.
  * So: canonical bytes equal <=> terms =:=, and canonical bytes are valid
- * ETF that any BEAM decodes. */
+ * ETF that any BEAM decodes. Two OTP 25 corners, both checked on BEAM:
+ *   - a ref keeps its words as sent: [1] and [1,0,0] are =:= (and
+ *     term_compare() says 0), but BEAM hashes them apart, so a map may hold
+ *     both as keys; their canonical bytes differ, as in term_to_binary;
+ *   - a map over 32 keys may hold both 0.0 and -0.0 (hashed apart); its
+ *     canonical form would repeat a key, so term_canon refuses it (-EPROTO).
+ * Limits: nesting TERM_MAX_DEPTH; a compressed term may inflate to 1 GiB
+ * (-E2BIG beyond), and must inflate to exactly its declared size. */
 
 /* Canonicalizes one complete external term: in[0] must be 131, the term may
  * be compressed (tag 80), and nothing may follow it. Appends the canonical
- * encoding, without the version byte, to out. On error out->len is as on
- * entry. */
+ * encoding, without the version byte, to out. On error out->len and
+ * out->err are as on entry. Already-canonical input is validated and
+ * copied with one memcpy. */
 int term_canon(const void *in, size_t len, term_buf_t *out);
 
-/* Canonicalizes one term encoded without version byte at the start of in;
- * *used gets the number of input bytes it took. Bytes may follow it. */
+/* Canonicalizes one term encoded without version byte at the start of in
+ * (a COMPRESSED tag 80 is accepted here too); *used gets the number of
+ * input bytes it took. Bytes may follow it. */
 int term_canon_inner(const void *in, size_t len, size_t *used, term_buf_t *out);
 
 /* Validates one term without version byte at the start of in and sets
- * *used to its length, allocating nothing. */
+ * *used to its length, allocating nothing. It checks what term_canon
+ * checks except repeated map keys (that needs memory); a COMPRESSED term
+ * is -EPROTO here. */
 int term_skip(const void *in, size_t len, size_t *used);
 
 /* ---- Order and hash --------------------------------------------------- */

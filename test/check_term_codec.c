@@ -498,6 +498,24 @@ START_TEST(canon_alternative_encoding_gives_canonical)
 }
 END_TEST
 
+START_TEST(canon_alternative_allocation_failure_returns_enomem)
+{
+    const alt_t *a = &alts[_i];
+    for (long k = 1;; k++) {
+        term_buf_t out;
+        term_buf_init(&out);
+        mem_fail_after(k);
+        int rc = term_canon(a->in, a->len, &out);
+        mem_fail_after(0);
+        term_buf_release(&out);
+        if (rc == 0)
+            break;
+        ck_assert_msg(rc == -ENOMEM, "%s k=%ld rc=%d", a->id, k, rc);
+        ck_assert_int_lt(k, 100);
+    }
+}
+END_TEST
+
 /* binary_to_term on OTP 25 raises badarg for each of these (checked). */
 static const alt_t bad[] = {
     {"duplicate map key", "\x83\x74\x00\x00\x00\x02\x61\x01\x61\x02\x61\x01\x61\x03", 14, NULL, 0},
@@ -757,6 +775,8 @@ Suite *term_codec_suite(void)
     tc = tcase_create("canonical_forms");
     tcase_add_loop_test(tc, canon_alternative_encoding_gives_canonical, 0, sizeof alts / sizeof alts[0]);
     tcase_add_loop_test(tc, canon_allocation_failure_returns_enomem_and_leaves_buffer, 0, NVECS);
+    tcase_add_loop_test(tc, canon_alternative_allocation_failure_returns_enomem, 0,
+                        sizeof alts / sizeof alts[0]);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("encode_read");
