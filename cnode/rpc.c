@@ -4,6 +4,7 @@
 #include "cnode/rpc.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cnode/log.h"
@@ -448,6 +449,14 @@ int rpc_new(node_t *n, rpc_exec_t *x, rpc_t **out)
     rpc_result_init(&rp->res);
     term_buf_init(&rp->out);
     term_buf_init(&rp->head);
+    const node_config_t *cfg = node_config(n);
+    char fsync[32];
+    if (cfg->fsync == NODE_FSYNC_PERIODIC)
+        snprintf(fsync, sizeof(fsync), "%ums", cfg->fsync_ms);
+    else
+        snprintf(fsync, sizeof(fsync), "%s", cfg->fsync == NODE_FSYNC_NEVER ? "never" : "always");
+    if ((rc = rpc_exec_set_storage(x, cfg->data_dir, fsync)) < 0)
+        goto fail_free;
     if ((rc = node_mbox_new(n, "rex", rex_msg_cb, rp, &rp->rex)) < 0)
         goto fail_free;
     if ((rc = node_on_ctl(n, on_ctl, rp)) < 0)

@@ -29,6 +29,9 @@ struct rpc_exec {
     void *sync_arg;
     rpc_action_cb snapshot_cb;
     void *snapshot_arg;
+    int storage_known;      /* rpc_exec_set_storage() was called */
+    char *data_dir;         /* NULL: memory only */
+    char fsync[32];
 };
 
 /* The argument list split into elements. STRING_EXT arguments (a list of
@@ -81,7 +84,22 @@ int rpc_exec_new(store_t *s, const char *node_name, const char *version,
 
 void rpc_exec_free(rpc_exec_t *x)
 {
+    if (!x)
+        return;
+    mem_free(x->data_dir);
     mem_free(x);
+}
+
+int rpc_exec_set_storage(rpc_exec_t *x, const char *data_dir, const char *fsync)
+{
+    char *d = NULL;
+    if (data_dir && !(d = mem_strdup(data_dir)))
+        return -ENOMEM;
+    mem_free(x->data_dir);
+    x->data_dir = d;
+    snprintf(x->fsync, sizeof(x->fsync), "%s", fsync ? fsync : "");
+    x->storage_known = 1;
+    return 0;
 }
 
 void rpc_exec_set_nodes_cb(rpc_exec_t *x, rpc_nodes_cb cb, void *arg)
@@ -840,7 +858,20 @@ static int etsd_info(rpc_exec_t *x, rpc_result_t *res)
     int64_t up = (int64_t)(now.tv_sec - x->started.tv_sec) * 1000 +
                  (now.tv_nsec - x->started.tv_nsec) / 1000000;
     term_buf_t *v = &res->value;
-    term_put_map(v, 4 + extra_n);
+    term_put_map(v, 4 + extra_n + (x->storage_known ? 2 : 0));
+    if (x->storage_known) {
+        /* data_dir => <<"...">> | undefined, fsync => <<"always">> | ... */
+        term_put_atom(v, "data_dir");
+        if (x->data_dir)
+            term_put_binary(v, x->data_dir, strlen(x->data_dir));
+        else
+            term_put_atom(v, "undefined");
+        term_put_atom(v, "fsync");
+        if (x->data_dir)
+            term_put_binary(v, x->fsync, strlen(x->fsync));
+        else
+            term_put_atom(v, "undefined");
+    }
     term_put_atom(v, "node");
     term_put_atom(v, x->node);
     term_put_atom(v, "tables");
@@ -870,6 +901,12 @@ static int etsd_action(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_
         term_put_tuple(&res->value, 2);
         term_put_atom(&res->value, "error");
         term_put_atom(&res->value, "not_clustered");
+        return 0;
+    }
+    if (x->storage_known && !x->data_dir) {
+        term_put_tuple(&res->value, 2);
+        term_put_atom(&res->value, "error");
+        term_put_atom(&res->value, "no_data_dir");
         return 0;
     }
     int rc = store_snapshot(x->store);

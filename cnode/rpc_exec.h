@@ -74,6 +74,12 @@ void rpc_exec_set_info_cb(rpc_exec_t *x, rpc_info_cb cb, void *arg);
 void rpc_exec_set_sync_cb(rpc_exec_t *x, rpc_action_cb cb, void *arg);
 void rpc_exec_set_snapshot_cb(rpc_exec_t *x, rpc_action_cb cb, void *arg);
 
+/* Tells etsd:info/0 where the store keeps its data: data_dir (NULL for a
+ * memory-only store) and the fsync policy as text ("always", "never" or a
+ * period like "100ms"). Both are copied. Without a data directory
+ * etsd:snapshot/0 answers {error, no_data_dir}. */
+int rpc_exec_set_storage(rpc_exec_t *x, const char *data_dir, const char *fsync);
+
 /* ---- Running a call --------------------------------------------------- */
 
 /* Runs mod:fun(Args...) where args is the encoded argument list (no version

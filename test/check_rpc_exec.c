@@ -329,6 +329,21 @@ START_TEST(etsd_info_includes_hook_entries)
 }
 END_TEST
 
+START_TEST(etsd_info_and_snapshot_without_data_dir)
+{
+    fixture_t f;
+    fx_init(&f);
+    ck_assert_int_eq(rpc_exec_set_storage(f.x, NULL, "always"), 0);
+    const char *m = fx_call(&f, "etsd", "info", "[]");
+    ck_assert_msg(strstr(m, "data_dir => undefined") != NULL, "%s", m);
+    ck_assert_str_eq(fx_call(&f, "etsd", "snapshot", "[]"), "{error,no_data_dir}");
+    ck_assert_int_eq(rpc_exec_set_storage(f.x, "/var/lib/etsd", "100ms"), 0);
+    m = fx_call(&f, "etsd", "info", "[]");
+    ck_assert_msg(strstr(m, "fsync => <<49,48,48,109,115>>") != NULL, "%s", m);
+    fx_release(&f);
+}
+END_TEST
+
 START_TEST(etsd_sync_without_hook_returns_not_clustered)
 {
     fixture_t f;
@@ -430,6 +445,7 @@ Suite *rpc_exec_suite(void)
     tcase_add_test(tc, etsd_insert_bad_object_raises_badarg_without_hook);
     tcase_add_test(tc, etsd_info_reports_node_version_and_tables);
     tcase_add_test(tc, etsd_info_includes_hook_entries);
+    tcase_add_test(tc, etsd_info_and_snapshot_without_data_dir);
     tcase_add_test(tc, etsd_sync_without_hook_returns_not_clustered);
     tcase_add_test(tc, etsd_sync_and_snapshot_run_their_hooks);
     suite_add_tcase(s, tc);
