@@ -947,6 +947,7 @@ int match_compile_pattern(const void *pat, size_t len, match_kind_t kind,
     }
     ms->ncl = 1;
     mclause_t *ce = ms->cl;
+    memset(ce, 0, sizeof(*ce));   /* a head that can never match stays NULL */
     uint32_t cap = 0;
     ms->cvar = NULL;
     ms->ncvar = 0;
