@@ -77,7 +77,11 @@ run(Etsd, Dir, Log) ->
         say(":rpc.call(:\"~s\", :ets, :lookup, [:users, \"~s\"])", [E, Q]),
         say("  -> ~0p", [rpc:call(E, ets, lookup, [users, Q])]),
         say(":erpc.call(:\"~s\", :ets, :info, [:users, :size])", [E]),
-        say("  -> ~0p", [erpc:call(E, ets, info, [users, size])])
+        say("  -> ~0p", [erpc:call(E, ets, info, [users, size])]),
+        say(":rpc.call(:\"~s\", :etsd, :info, []) (peers and replication entries)", [E]),
+        Info = erpc:call(E, etsd, info, []),
+        [say("  ~s => ~0p", [K, maps:get(K, Info)]) || K <- [peers, replication],
+                                                       maps:is_key(K, Info)]
     after
         step("Stopping everything", []),
         os:cmd("kill -TERM " ++ integer_to_list(OsPid)),
