@@ -255,7 +255,6 @@ static void on_spawn_request(rpc_t *rp, const char *peer, const char *ctl, size_
     return;
 
 fail_mbox:
-    node_mbox_close(mb, NULL, 0);
     term_buf_reset(&rp->out);
     rpc_encode_spawn_reply(&rp->out, &q, NULL, "system_limit");
 send_reply:
@@ -263,6 +262,11 @@ send_reply:
         rc = node_send_ctl(rp->node, peer, rp->out.data, rp->out.len, NULL, 0);
     if (rp->out.err || rc < 0)
         log_warn("%s: rpc: SPAWN_REPLY failed", peer);
+    /* Only after the reply: a monitor already placed on the mailbox then
+     * fires after it, never ahead of it (which BEAM answers by dropping
+     * the connection). */
+    if (mb)
+        node_mbox_close(mb, NULL, 0);
 }
 
 static void on_ctl(node_t *n, const char *peer, int op, const char *ctl, size_t ctl_len,
