@@ -9,14 +9,16 @@
 
 -export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
 -export([random_ops_agree_with_ets/1, keys_compare_exactly/1,
-         failing_calls_raise_badarg_like_ets/1, match_specs_agree_with_ets/1]).
+         failing_calls_raise_badarg_like_ets/1, match_specs_agree_with_ets/1,
+         tab2file_files_cross_between_store_and_ets/1]).
 
 -define(OPS, 100000).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
 all() -> [keys_compare_exactly, failing_calls_raise_badarg_like_ets,
-          match_specs_agree_with_ets, random_ops_agree_with_ets].
+          match_specs_agree_with_ets, tab2file_files_cross_between_store_and_ets,
+          random_ops_agree_with_ets].
 
 init_per_testcase(_Case, Config) ->
     Port = open_port({spawn_executable, etsd_test_lib:tool_path("store_port")},
@@ -27,7 +29,7 @@ init_per_testcase(_Case, Config) ->
 end_per_testcase(_Case, Config) ->
     Port = ?config(port, Config),
     catch port_close(Port),
-    [catch ets:delete(T) || T <- [sd_t1, sd_t2, sd_tmp]],
+    [catch ets:delete(T) || T <- [sd_t1, sd_t2, sd_tmp, sd_f1, sd_f2]],
     ok.
 
 %% ---- plumbing -------------------------------------------------------------
@@ -190,6 +192,34 @@ match_specs_agree_with_ets(Config) ->
      || Pt <- Pats],
     same(P, select_delete, [sd_t1, [{{'$1', '_', '$3'}, [{is_integer, '$3'}], [true]}]]),
     same(P, tab2list, [sd_t1]).
+
+%% ets:tab2file/3 and ets:file2tab/2 through store_ets_call: a file the
+%% store writes loads into real ETS with verify, and the other way round.
+tab2file_files_cross_between_store_and_ets(Config) ->
+    P = ?config(port, Config),
+    Dir = ?config(priv_dir, Config),
+    Objs = [{1, a}, {<<"k">>, "str", 2.5}, {#{a => [1]}, {x, 1.0}}, {1 bsl 80, -1}],
+    {ok, sd_f1} = port_call(P, new, [sd_f1, [named_table, public]]),
+    {ok, true} = port_call(P, insert, [sd_f1, Objs]),
+    F1 = filename:join(Dir, "from_store.tab"),
+    {ok, ok} = port_call(P, tab2file, [sd_f1, F1, [{extended_info, [object_count, md5sum]}]]),
+    {ok, sd_f1} = ets:file2tab(F1, [{verify, true}]),
+    Sorted = sort_exact(Objs),
+    Sorted = sort_exact(ets:tab2list(sd_f1)),
+    sd_f2 = ets:new(sd_f2, [named_table, public]),
+    true = ets:insert(sd_f2, Objs),
+    F2 = filename:join(Dir, "from_ets.tab"),
+    ok = ets:tab2file(sd_f2, F2, [{extended_info, [md5sum]}]),
+    {ok, {ok, sd_f2}} = port_call(P, file2tab, [F2, [{verify, true}]]),
+    {ok, L} = port_call(P, tab2list, [sd_f2]),
+    Sorted = sort_exact(L),
+    %% failures are {error, Reason} values, as ETS gives them
+    Absent = filename:join(Dir, "absent.tab"),
+    NoDir = filename:join([Dir, "nodir", "x.tab"]),
+    [same(P, F, A) || {F, A} <- [{file2tab, [Absent]}, {file2tab, [F2, [bogus]]},
+                                 {tab2file, [nosuch, F1]}, {tab2file, [sd_f2, F1, [bogus]]},
+                                 {tab2file, [sd_f2, NoDir]}]],
+    ok.
 
 %% ---- the random differential run -----------------------------------------
 

@@ -1183,18 +1183,44 @@ static int filename_of(mv_t v, char *path, size_t cap)
     return 0;
 }
 
-static void put_error_reason(term_buf_t *b, int rc)
+/* ets:tab2file/file2tab report failures as {error, Reason} values, not
+ * exceptions; these are the reasons OTP 25 gives. */
+static const char *errno_atom(int rc)
+{
+    switch (rc) {
+    case -ENOENT: return "enoent";
+    case -EACCES: return "eacces";
+    case -EISDIR: return "eisdir";
+    case -ENOTDIR: return "enotdir";
+    case -ENOSPC: return "enospc";
+    case -EROFS: return "erofs";
+    default: return "eio";
+    }
+}
+
+static void put_error_atom(term_buf_t *b, const char *why)
 {
     term_put_tuple(b, 2);
     term_put_atom(b, "error");
-    switch (rc) {
-    case -ENOENT: term_put_atom(b, "enoent"); break;
-    case -EACCES: term_put_atom(b, "eacces"); break;
-    case -EEXIST: term_put_atom(b, "cannot_create_table"); break;
-    case -EBADMSG: term_put_atom(b, "badfile"); break;
-    case -ENOTSUP: term_put_atom(b, "unsupported"); break;
-    default: term_put_atom(b, "eio"); break;
-    }
+    term_put_atom(b, why);
+}
+
+static void put_unknown_option(term_buf_t *b, mv_t opt)
+{
+    term_put_tuple(b, 2);
+    term_put_atom(b, "error");
+    term_put_tuple(b, 2);
+    term_put_atom(b, "unknown_option");
+    term_put_raw(b, opt.p, opt.len);
+}
+
+/* {file_error, FileNameAsGiven, Errno} */
+static void put_file_error(term_buf_t *b, mv_t name, int rc)
+{
+    term_put_tuple(b, 3);
+    term_put_atom(b, "file_error");
+    term_put_raw(b, name.p, name.len);
+    term_put_atom(b, errno_atom(rc));
 }
 
 static int ets_tab2file(ectx_t *x)
@@ -1202,9 +1228,11 @@ static int ets_tab2file(ectx_t *x)
     store_table_t *t;
     char path[4096];
     unsigned flags = 0;
-    int rc = table_of(x, x->a[0], &t);
-    if (rc < 0)
-        return rc;
+    int rc;
+    if (table_of(x, x->a[0], &t) < 0) {
+        put_error_atom(x->out, "badtab");
+        return 0;
+    }
     if ((rc = filename_of(x->a[1], path, sizeof(path))) < 0)
         return rc;
     if (x->n == 3) {
@@ -1214,26 +1242,27 @@ static int ets_tab2file(ectx_t *x)
         if (iter_init(&it, x->a[2]) < 0)
             return BADARG;
         while ((rc = iter_next(&it, &e)) == 1) {
-            if (tuple_elems(e, &n, &el, &x->tmp2) < 0 || n != 2)
-                return BADARG;
-            if (atom_eq(el[0], "sync")) {
-                if (!atom_eq(el[1], "true") && !atom_eq(el[1], "false"))
-                    return BADARG;
-            } else if (atom_eq(el[0], "extended_info")) {
-                if (iter_init(&it2, el[1]) < 0)
-                    return BADARG;
-                while ((rc = iter_next(&it2, &f)) == 1) {
+            int known = tuple_elems(e, &n, &el, &x->tmp2) == 0 && n == 2;
+            if (known && atom_eq(el[0], "sync")) {
+                known = atom_eq(el[1], "true") || atom_eq(el[1], "false");
+            } else if (known && atom_eq(el[0], "extended_info")) {
+                known = iter_init(&it2, el[1]) == 0;
+                while (known && (rc = iter_next(&it2, &f)) == 1) {
                     if (atom_eq(f, "object_count"))
                         flags |= STORE_T2F_OBJECT_COUNT;
                     else if (atom_eq(f, "md5sum"))
                         flags |= STORE_T2F_MD5SUM;
                     else
-                        return BADARG;
+                        known = 0;
                 }
                 if (rc < 0)
-                    return BADARG;
+                    known = 0;
             } else {
-                return BADARG;
+                known = 0;
+            }
+            if (!known) {
+                put_unknown_option(x->out, e);
+                return 0;
             }
         }
         if (rc < 0)
@@ -1242,10 +1271,13 @@ static int ets_tab2file(ectx_t *x)
     rc = store_tab2file(t, path, flags);
     if (rc == -ENOMEM)
         return rc;
-    if (rc < 0)
-        put_error_reason(x->out, rc);
-    else
+    if (rc < 0) {
+        term_put_tuple(x->out, 2);
+        term_put_atom(x->out, "error");
+        put_file_error(x->out, x->a[1], rc);
+    } else {
         term_put_atom(x->out, "ok");
+    }
     return 0;
 }
 
@@ -1262,15 +1294,13 @@ static int ets_file2tab(ectx_t *x)
         if (iter_init(&it, x->a[1]) < 0)
             return BADARG;
         while ((rc = iter_next(&it, &e)) == 1) {
-            if (tuple_elems(e, &n, &el, &x->tmp2) < 0 || n != 2 ||
-                !atom_eq(el[0], "verify"))
-                return BADARG;
-            if (atom_eq(el[1], "true"))
-                verify = 1;
-            else if (atom_eq(el[1], "false"))
-                verify = 0;
-            else
-                return BADARG;
+            if (tuple_elems(e, &n, &el, &x->tmp2) == 0 && n == 2 &&
+                atom_eq(el[0], "verify") && (atom_eq(el[1], "true") || atom_eq(el[1], "false"))) {
+                verify = atom_eq(el[1], "true");
+            } else {
+                put_unknown_option(x->out, e);
+                return 0;
+            }
         }
         if (rc < 0)
             return BADARG;
@@ -1280,7 +1310,23 @@ static int ets_file2tab(ectx_t *x)
     if (rc == -ENOMEM)
         return rc;
     if (rc < 0) {
-        put_error_reason(x->out, rc);
+        term_put_tuple(x->out, 2);
+        term_put_atom(x->out, "error");
+        if (rc == -EEXIST) {
+            term_put_atom(x->out, "cannot_create_table");
+        } else if (rc == -EBADMSG || rc == -ENOTSUP) {
+            /* XXX: OTP words damage in many ways (not_a_log_file,
+             * checksum_error, ...); one reason stands for all of them. */
+            term_put_tuple(x->out, 2);
+            term_put_atom(x->out, "read_error");
+            term_put_tuple(x->out, 2);
+            term_put_atom(x->out, "not_a_log_file");
+            term_put_raw(x->out, x->a[0].p, x->a[0].len);
+        } else {
+            term_put_tuple(x->out, 2);
+            term_put_atom(x->out, "read_error");
+            put_file_error(x->out, x->a[0], rc);
+        }
         return 0;
     }
     term_put_tuple(x->out, 2);
