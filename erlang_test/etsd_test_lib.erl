@@ -3,7 +3,9 @@
 -module(etsd_test_lib).
 
 -export([root/0, build_dir/0, etsd_path/0, tool_path/1,
-         run/2, start_peer/1, start_peer/2, await/2, await/3]).
+         run/2, start_peer/1, start_peer/2, await/2, await/3,
+         start_etsd/1, stop_etsd/1, kill_etsd/2, etsd_log/1, unique_name/1,
+         etsd_port/1, log_has/2, await_log/3]).
 
 %% The project's top folder: ETSD_ROOT from the Makefile, or found upwards
 %% from this module's beam.
@@ -73,3 +75,110 @@ await_loop(Fun, Deadline, What) ->
                     await_loop(Fun, Deadline, What)
             end
     end.
+
+%% A node name part no other test uses: Prefix_N.
+unique_name(Prefix) ->
+    lists:flatten(io_lib:format("~s_~b", [Prefix, erlang:unique_integer([positive])])).
+
+%% Starts build/etsd as a port program and waits until it answers
+%% net_adm:ping. Opts is a CT Config list, or a map with:
+%%   config   => CT Config (its priv_dir gets the log file)   (or dir => Dir)
+%%   name     => name prefix (default "etsd"); a unique suffix is added
+%%   sname    => true for --sname (host: this machine's short name)
+%%   args     => extra command line arguments (list of strings)
+%%   cookie   => cookie atom (default: this node's); none: no --cookie
+%%   env      => [{Var, Value}] added to etsd's environment
+%%   wait     => ping (default: until it answers net_adm:ping from this
+%%               node), epmd (until EPMD lists it: for --sname, another
+%%               cookie or a short net_ticktime) or false
+%% Returns a map #{node, os_pid, port, log, name} for stop_etsd/1.
+%% A helper process SIGKILLs etsd if the calling process dies first, so a
+%% failed test leaves no etsd behind.
+start_etsd(Config) when is_list(Config) -> start_etsd(#{config => Config});
+start_etsd(Opts) when is_map(Opts) ->
+    Dir = case Opts of
+              #{dir := D} -> D;
+              #{config := C} -> proplists:get_value(priv_dir, C)
+          end,
+    Name = unique_name(maps:get(name, Opts, "etsd")),
+    CookieArgs = case maps:get(cookie, Opts, erlang:get_cookie()) of
+                     none -> [];
+                     C0 -> ["--cookie", atom_to_list(C0)]
+                 end,
+    {NameArgs, Node} =
+        case maps:get(sname, Opts, false) of
+            true ->
+                {ok, Host} = inet:gethostname(),
+                {["--sname", Name], list_to_atom(Name ++ "@" ++ Host)};
+            false ->
+                {["--name", Name ++ "@127.0.0.1"],
+                 list_to_atom(Name ++ "@127.0.0.1")}
+        end,
+    Args = NameArgs ++ CookieArgs ++ maps:get(args, Opts, []),
+    Log = filename:join(Dir, Name ++ ".log"),
+    %% exec: the shell becomes etsd, so the port's os_pid is etsd's pid.
+    Port = open_port({spawn_executable, "/bin/sh"},
+                     [{args, ["-c", "exec \"$0\" \"$@\" >>'" ++ Log ++ "' 2>&1",
+                              etsd_path() | Args]},
+                      {env, maps:get(env, Opts, [])},
+                      exit_status, binary]),
+    {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+    Caller = self(),
+    spawn(fun() ->
+                  Ref = monitor(process, Caller),
+                  receive {'DOWN', Ref, _, _, _} ->
+                          os:cmd("kill -9 " ++ integer_to_list(OsPid))
+                  end
+          end),
+    E = #{node => Node, os_pid => OsPid, port => Port, log => Log, name => Name,
+          args => Args},
+    case maps:get(wait, Opts, ping) of
+        W when W =:= ping; W =:= true ->
+            await(fun() -> port_alive(Port) andalso net_adm:ping(Node) =:= pong end,
+                  10000, {etsd_start, Node, Log}),
+            E;
+        epmd ->
+            await(fun() -> port_alive(Port) andalso etsd_port(E) =/= undefined end,
+                  10000, {etsd_start, Node, Log}),
+            E;
+        false -> E
+    end.
+
+%% etsd's distribution port from EPMD, or undefined.
+etsd_port(#{name := Name}) ->
+    case erl_epmd:port_please(Name, "127.0.0.1") of
+        {port, P, _} -> P;
+        _ -> undefined
+    end.
+
+port_alive(Port) -> erlang:port_info(Port) =/= undefined.
+
+%% Stops etsd with SIGTERM and returns its exit status (or killed after 10 s).
+stop_etsd(#{os_pid := OsPid, port := Port}) ->
+    os:cmd("kill -TERM " ++ integer_to_list(OsPid)),
+    receive
+        {Port, {exit_status, S}} -> S
+    after 10000 ->
+            os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+            killed
+    end.
+
+%% Sends a signal ("KILL", "STOP", "CONT", "TERM") to etsd.
+kill_etsd(#{os_pid := OsPid}, Sig) ->
+    os:cmd("kill -" ++ Sig ++ " " ++ integer_to_list(OsPid)),
+    ok.
+
+%% The log file's contents so far.
+etsd_log(#{log := Log}) ->
+    case file:read_file(Log) of
+        {ok, B} -> B;
+        _ -> <<>>
+    end.
+
+%% true when etsd's log matches the regular expression Re.
+log_has(E, Re) ->
+    re:run(etsd_log(E), Re, [{capture, none}]) =:= match.
+
+%% Waits until etsd's log matches Re.
+await_log(E, Re, Ms) ->
+    await(fun() -> log_has(E, Re) end, Ms, {log, Re}).

@@ -66,4 +66,56 @@ int store_tab2list(store_table_t *t, term_buf_t *out);
 int store_ets_call(store_t *s, const char *fun, const void *args, size_t len,
                    term_buf_t *out);
 
+/* The node name (an atom's text) that ets:info(T, node) and node() in
+ * match specifications answer; default nonode@nohost. Process-wide. */
+void store_set_node(const char *node);
+
+/* ---- Durability notes -------------------------------------------------- */
+/* store_open(): errbuf (may be NULL) is set to "" on success, or to a
+ * one-line message worth logging when recovery cut a torn log tail (the
+ * last append of a crashed run); on failure it says what failed and where.
+ * -EBUSY: another process holds dir's lock. The data directory holds
+ * LOCK, store.snap (the last snapshot) and store.wal (the log since it).
+ * On a memory-only store store_snapshot() returns -EINVAL and store_flush()
+ * returns 0. Both block on fsync: run them off the event loop if needed.
+ * A mutation whose log append fails returns that error and changes nothing;
+ * after a failed fsync every later mutation returns -EIO until the store is
+ * freed and opened again (recovery then decides what reached the disk). */
+
+/* Bytes in the log since the last snapshot (0 for a memory-only store), so
+ * the caller can snapshot when the log grows past a threshold. */
+uint64_t store_log_bytes(store_t *s);
+
+/* ---- ets:tab2file format ----------------------------------------------- */
+
+#define STORE_T2F_OBJECT_COUNT 1u  /* {extended_info, [object_count]} */
+#define STORE_T2F_MD5SUM       2u  /* {extended_info, [md5sum]} */
+
+/* Writes t to path in the format of ets:tab2file/3 with the extended_info
+ * the flags ask for, so that ets:file2tab(Path, [{verify, true}]) on BEAM
+ * recreates it (a named set with t's protection). The file is written to
+ * Path.tmp, fsynced and renamed. Returns 0, -EINVAL for bad flags, or a
+ * negative errno from the file system. */
+int store_tab2file(store_table_t *t, const char *path, unsigned flags);
+
+/* The same file contents, appended to out. On error out may hold a part
+ * of them. */
+int store_tab2file_mem(store_table_t *t, unsigned flags, term_buf_t *out);
+
+/* Reads a file written by ets:tab2file/2,3 (or store_tab2file) and creates
+ * the table it names in s, filled with its objects. With verify, checks
+ * what the file declares as ets:file2tab(F, [{verify, true}]) does: the
+ * md5sum and object_count of its extended_info, or else the header's size.
+ * Truncated or corrupt files are always refused. On success *out (may be
+ * NULL) is the new table. Errors: -EBADMSG (damaged or not such a file),
+ * -ENOTSUP (a bag, duplicate_bag or ordered_set), -EEXIST (a table of that
+ * name exists), -ENOMEM, or a file system errno; errbuf (may be NULL) gets
+ * a one-line description, and no table is left behind. */
+int store_file2tab(store_t *s, const char *path, int verify, store_table_t **out,
+                   char *errbuf, size_t errlen);
+
+/* store_file2tab() on the file's bytes. */
+int store_file2tab_mem(store_t *s, const void *data, size_t len, int verify,
+                       store_table_t **out, char *errbuf, size_t errlen);
+
 #endif

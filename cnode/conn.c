@@ -1,0 +1,690 @@
+/* conn.c: one peer connection on the libuv loop: EPMD look-up and TCP
+ * connect (initiator) or accept, the handshake (handshake.c), then frames
+ * with a 4-byte length, ticks at net_ticktime/4, a tick timeout at
+ * net_ticktime, and a byte-limited write queue that cuts off slow readers. */
+#include "cnode/cnode_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cnode/epmd.h"
+#include "cnode/log.h"
+#include "term/mem.h"
+
+/* Per connection; big frames are assembled by the frame parser anyway. */
+#define CONN_READ_BUF (64 * 1024)
+
+typedef struct wr {
+    uv_write_t req;
+    conn_t *c;
+    char *buf;
+    size_t len;
+    int close_after;     /* the handshake said no: close once this is out */
+    struct wr *next;
+} wr_t;
+
+struct conn {
+    uv_loop_t *loop;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    conn_state_t state;
+    int initiator;
+    int handles_open;      /* tcp + timer not yet closed */
+    int epmd_pending;      /* a PORT_PLEASE2 callback will still come */
+    int in_callback;       /* guards against freeing while reading */
+    conn_ops_t ops;
+    void *data;
+    conn_limits_t lim;
+    hs_t hs;
+    frame_parser_t fp;
+    char peer[HS_NAME_MAX];
+    char addr[64];         /* remote address, for logs before the name is known */
+    char *rbuf;
+    wr_t *pend_head, *pend_tail; /* frames queued before the handshake ended */
+    uint64_t queued;       /* bytes handed to uv_write and not yet written */
+    uint64_t pend_bytes;
+    uint64_t rx, rx_seen, tx, tx_seen;
+    unsigned missed;
+};
+
+static void conn_maybe_free(conn_t *c)
+{
+    if (c->handles_open > 0 || c->epmd_pending || c->in_callback)
+        return;
+    frame_parser_release(&c->fp);
+    mem_free(c->rbuf);
+    mem_free(c);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    c->handles_open--;
+    conn_maybe_free(c);
+}
+
+const char *conn_peer(const conn_t *c) { return c->peer; }
+conn_state_t conn_state(const conn_t *c) { return c->state; }
+int conn_is_initiator(const conn_t *c) { return c->initiator; }
+uint32_t conn_peer_creation(const conn_t *c) { return c->hs.peer_creation; }
+uint64_t conn_peer_flags(const conn_t *c) { return c->hs.peer_flags; }
+uint64_t conn_queued(const conn_t *c) { return c->queued + c->pend_bytes; }
+
+static const char *who(const conn_t *c)
+{
+    return c->peer[0] ? c->peer : c->addr[0] ? c->addr : "?";
+}
+
+void conn_close(conn_t *c, int status, const char *reason)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    int was_up = c->state == CONN_UP;
+    c->state = CONN_CLOSED;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, handle_closed);
+    uv_close((uv_handle_t *)&c->timer, handle_closed);
+    /* The owner may take the unsent frames (conn_detach_pending) here. */
+    c->in_callback++;
+    c->ops.closed(c, was_up, status, reason, c->data);
+    c->in_callback--;
+    while (c->pend_head) {
+        wr_t *w = c->pend_head;
+        c->pend_head = w->next;
+        mem_free(w->buf);
+        mem_free(w);
+    }
+    c->pend_tail = NULL;
+    c->pend_bytes = 0;
+    conn_maybe_free(c);
+}
+
+/* ---- Writing ------------------------------------------------------------ */
+
+static void written(uv_write_t *req, int status)
+{
+    wr_t *w = (wr_t *)req;
+    conn_t *c = w->c;
+    c->queued -= w->len;
+    int close_after = w->close_after;
+    mem_free(w->buf);
+    mem_free(w);
+    if (c->state == CONN_CLOSED)
+        return;
+    if (status < 0) {
+        log_info("%s: write failed: %s", who(c), uv_strerror(status));
+        conn_close(c, status, "write failed");
+    } else if (close_after) {
+        conn_close(c, -EACCES, c->hs.why ? c->hs.why : "handshake refused");
+    }
+}
+
+static int write_now(conn_t *c, char *buf, size_t len, int close_after)
+{
+    wr_t *w = mem_alloc(sizeof *w);
+    if (!w) {
+        mem_free(buf);
+        return -ENOMEM;
+    }
+    w->c = c;
+    w->buf = buf;
+    w->len = len;
+    w->close_after = close_after;
+    w->next = NULL;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, written);
+    if (rc < 0) {
+        mem_free(buf);
+        mem_free(w);
+        return rc;
+    }
+    c->queued += len;
+    c->tx += len;
+    return 0;
+}
+
+/* Writes what the handshake produced in out, and empties out. */
+static int write_cbuf(conn_t *c, cbuf_t *out, int close_after)
+{
+    if (out->len == 0) {
+        if (close_after)
+            conn_close(c, -EACCES, c->hs.why ? c->hs.why : "handshake refused");
+        return 0;
+    }
+    char *buf = out->data;
+    size_t len = out->len;
+    cbuf_init(out);
+    return write_now(c, buf, len, close_after);
+}
+
+int conn_send(conn_t *c, char *buf, size_t len)
+{
+    if (c->state == CONN_CLOSED) {
+        mem_free(buf);
+        return -ENOTCONN;
+    }
+    if (conn_queued(c) + len > c->lim.max_queue) {
+        mem_free(buf);
+        log_warn("%s: write queue over %llu bytes (slow reader): disconnecting",
+                 who(c), (unsigned long long)c->lim.max_queue);
+        conn_close(c, -ENOBUFS, "write queue over limit (slow reader)");
+        return -ENOBUFS;
+    }
+    if (c->state != CONN_UP) {
+        wr_t *w = mem_alloc(sizeof *w);
+        if (!w) {
+            mem_free(buf);
+            return -ENOMEM;
+        }
+        w->c = c;
+        w->buf = buf;
+        w->len = len;
+        w->close_after = 0;
+        w->next = NULL;
+        if (c->pend_tail)
+            c->pend_tail->next = w;
+        else
+            c->pend_head = w;
+        c->pend_tail = w;
+        c->pend_bytes += len;
+        return 0;
+    }
+    int rc = write_now(c, buf, len, 0);
+    if (rc < 0 && rc != -ENOMEM)
+        conn_close(c, rc, "write failed");
+    return rc;
+}
+
+static void flush_pending(conn_t *c)
+{
+    while (c->pend_head && c->state == CONN_UP) {
+        wr_t *w = c->pend_head;
+        c->pend_head = w->next;
+        if (!c->pend_head)
+            c->pend_tail = NULL;
+        c->pend_bytes -= w->len;
+        char *buf = w->buf;
+        size_t len = w->len;
+        mem_free(w);
+        int rc = write_now(c, buf, len, 0);
+        if (rc < 0) {
+            conn_close(c, rc, "write failed");
+            return;
+        }
+    }
+}
+
+/* ---- Timers ------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->state != CONN_UP) {
+        log_warn("%s: handshake not finished in %u ms: closing", who(c), c->lim.setup_ms);
+        conn_close(c, -ETIMEDOUT, "handshake timeout");
+        return;
+    }
+    /* net_kernel's ticker: the peer is down after 4 intervals of silence. */
+    if (c->rx == c->rx_seen) {
+        if (++c->missed >= 4) {
+            log_warn("%s: no data for net_ticktime (%u ms): net_tick_timeout", who(c),
+                     c->lim.ticktime_ms);
+            conn_close(c, -ETIMEDOUT, "net_tick_timeout");
+            return;
+        }
+    } else {
+        c->missed = 0;
+    }
+    c->rx_seen = c->rx;
+    if (c->tx == c->tx_seen) {
+        char *tick = mem_calloc(1, 4);
+        if (tick)
+            write_now(c, tick, 4, 0);
+    }
+    c->tx_seen = c->tx;
+}
+
+static void go_up(conn_t *c)
+{
+    c->state = CONN_UP;
+    strcpy(c->peer, c->hs.peer_name);
+    uv_timer_stop(&c->timer);
+    unsigned iv = c->lim.ticktime_ms / 4;
+    if (iv == 0)
+        iv = 1;
+    uv_timer_start(&c->timer, on_tick, iv, iv);
+    c->rx_seen = c->rx;
+    c->tx_seen = c->tx;
+    c->ops.up(c, c->data);
+    if (c->state == CONN_UP)
+        flush_pending(c);
+}
+
+/* ---- Reading ------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
+{
+    (void)sz;
+    conn_t *c = h->data;
+    buf->base = c->rbuf;
+    buf->len = CONN_READ_BUF;
+}
+
+static void handshake_error(conn_t *c, int rc)
+{
+    const char *why = c->hs.why ? c->hs.why : uv_strerror(rc);
+    if (rc == -EALREADY)
+        log_info("%s: %s", who(c), why);
+    else
+        log_warn("%s: handshake failed: %s", who(c), why);
+    conn_close(c, rc, why);
+}
+
+/* Returns bytes consumed, or -1 when the connection closed. */
+static ssize_t feed_handshake(conn_t *c, const char *p, size_t len)
+{
+    cbuf_t out;
+    cbuf_init(&out);
+    size_t used = 0;
+    hs_event_t ev;
+    hs_state_t before = c->hs.state;
+    int rc = hs_feed(&c->hs, p, len, &used, &out, &ev);
+    if (rc < 0) {
+        cbuf_release(&out);
+        handshake_error(c, rc);
+        return -1;
+    }
+    if (ev == HS_EV_NAME) {
+        strcpy(c->peer, c->hs.peer_name);
+        const char *status = c->ops.hs_name(c, c->data);
+        if (c->state == CONN_CLOSED) {
+            cbuf_release(&out);
+            return -1;
+        }
+        rc = hs_accept_status(&c->hs, status, &out);
+        if (rc < 0) {
+            cbuf_release(&out);
+            handshake_error(c, rc);
+            return -1;
+        }
+        if (c->hs.state == HS_S_FAILED) {
+            log_info("%s: connection refused with status %s", who(c), status);
+            c->hs.why = status;
+            write_cbuf(c, &out, 1);
+            return -1;
+        }
+    }
+    if (ev == HS_EV_FAILED) {
+        log_info("%s: handshake ended: %s", who(c), c->hs.why);
+        write_cbuf(c, &out, 1);
+        return -1;
+    }
+    int was_alive_wait = before == HS_S_RECV_ALIVE_ANSWER &&
+                         c->hs.state == HS_S_RECV_REPLY && c->ops.hs_alive_confirmed;
+    rc = write_cbuf(c, &out, 0);
+    cbuf_release(&out);
+    if (rc < 0) {
+        conn_close(c, rc, "write failed");
+        return -1;
+    }
+    if (was_alive_wait)
+        c->ops.hs_alive_confirmed(c, c->data);
+    if (c->state == CONN_CLOSED)
+        return -1;
+    if (ev == HS_EV_DONE) {
+        go_up(c);
+        if (c->state == CONN_CLOSED)
+            return -1;
+    }
+    return (ssize_t)used;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    if (c->state == CONN_CLOSED)
+        return;
+    if (nread < 0) {
+        int up = c->state == CONN_UP;
+        const char *why = nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread);
+        if (up)
+            log_info("%s: %s", who(c), why);
+        else
+            log_warn("%s: handshake failed: %s", who(c), why);
+        conn_close(c, up ? 0 : -ECONNRESET, why);
+        return;
+    }
+    c->rx += (uint64_t)nread;
+    const char *p = buf->base;
+    size_t len = (size_t)nread;
+    c->in_callback++;
+    while (len > 0 && c->state != CONN_CLOSED) {
+        if (c->state == CONN_HANDSHAKE) {
+            ssize_t used = feed_handshake(c, p, len);
+            if (used < 0)
+                break;
+            p += used;
+            len -= (size_t)used;
+            continue;
+        }
+        const char *frame;
+        size_t flen, used;
+        int rc = frame_feed(&c->fp, p, len, &used, &frame, &flen);
+        p += used;
+        len -= used;
+        if (rc < 0) {
+            log_warn("%s: %s: closing", who(c),
+                     rc == -EMSGSIZE ? "frame over the size limit" : uv_strerror(rc));
+            conn_close(c, rc, rc == -EMSGSIZE ? "frame too large" : "out of memory");
+            break;
+        }
+        if (rc == 1 && flen > 0)
+            c->ops.frame(c, frame, flen, c->data);
+    }
+    c->in_callback--;
+    if (c->state == CONN_CLOSED)
+        conn_maybe_free(c);
+}
+
+/* ---- Setup ---------------------------------------------------------------- */
+
+static int conn_alloc(uv_loop_t *loop, const hs_t *hs_template, const conn_limits_t *lim,
+                      const conn_ops_t *ops, void *data, conn_t **out)
+{
+    conn_t *c = mem_calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->rbuf = mem_alloc(CONN_READ_BUF);
+    if (!c->rbuf) {
+        mem_free(c);
+        return -ENOMEM;
+    }
+    c->loop = loop;
+    c->hs = *hs_template;
+    c->lim = *lim;
+    c->ops = *ops;
+    c->data = data;
+    frame_parser_init(&c->fp, lim->max_frame);
+    int rc = uv_tcp_init(loop, &c->tcp);
+    if (rc < 0) {
+        mem_free(c->rbuf);
+        mem_free(c);
+        return rc;
+    }
+    uv_timer_init(loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    *out = c;
+    return 0;
+}
+
+static uint32_t random32(void)
+{
+    uint32_t v = 0;
+    if (uv_random(NULL, NULL, &v, sizeof v, 0, NULL) < 0) {
+        uv_timeval64_t tv;
+        uv_gettimeofday(&tv);
+        v = (uint32_t)(tv.tv_usec ^ (tv.tv_sec << 12) ^ (uintptr_t)&v);
+    }
+    return v;
+}
+
+int conn_accept(uv_stream_t *server, const hs_t *hs_template, const conn_limits_t *lim,
+                const conn_ops_t *ops, void *data, conn_t **out)
+{
+    conn_t *c;
+    int rc = conn_alloc(server->loop, hs_template, lim, ops, data, &c);
+    if (rc < 0)
+        return rc;
+    rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (rc < 0) {
+        c->state = CONN_CLOSED;
+        uv_close((uv_handle_t *)&c->tcp, handle_closed);
+        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        return rc;
+    }
+    hs_init(&c->hs, HS_ACCEPTOR, hs_template->this_name, NULL, hs_template->cookie,
+            hs_template->this_flags, hs_template->this_creation, random32());
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        char ip[48] = "?";
+        int port = 0;
+        if (ss.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+        snprintf(c->addr, sizeof c->addr, "%s:%d", ip, port);
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->state = CONN_HANDSHAKE;
+    uv_timer_start(&c->timer, on_tick, lim->setup_ms, 0);
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        c->state = CONN_CLOSED;
+        uv_close((uv_handle_t *)&c->tcp, handle_closed);
+        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        return rc;
+    }
+    log_debug("%s: incoming connection", c->addr);
+    *out = c;
+    return 0;
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    conn_t *c = req->data;
+    mem_free(req);
+    if (c->state == CONN_CLOSED)
+        return;
+    if (status < 0) {
+        log_info("%s: connect: %s", who(c), uv_strerror(status));
+        conn_close(c, status, "connect failed");
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->state = CONN_HANDSHAKE;
+    cbuf_t out;
+    cbuf_init(&out);
+    int rc = hs_start(&c->hs, &out);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc == 0)
+        rc = write_cbuf(c, &out, 0);
+    cbuf_release(&out);
+    if (rc < 0)
+        conn_close(c, rc, "handshake start failed");
+}
+
+static void on_port(int status, uint16_t port, const struct sockaddr *addr, void *data)
+{
+    conn_t *c = data;
+    c->epmd_pending = 0;
+    if (c->state == CONN_CLOSED) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (status < 0) {
+        log_info("%s: epmd look-up: %s", who(c),
+                 status == -ENOENT ? "not registered" : uv_strerror(status));
+        conn_close(c, status == -ENOENT ? -EHOSTUNREACH : status, "epmd look-up failed");
+        return;
+    }
+    struct sockaddr_storage ss;
+    memcpy(&ss, addr, addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                  : sizeof(struct sockaddr_in));
+    if (ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+    uv_connect_t *req = mem_alloc(sizeof *req);
+    if (!req) {
+        conn_close(c, -ENOMEM, "out of memory");
+        return;
+    }
+    req->data = c;
+    c->state = CONN_CONNECTING;
+    int rc = uv_tcp_connect(req, &c->tcp, (struct sockaddr *)&ss, on_connected);
+    if (rc < 0) {
+        mem_free(req);
+        conn_close(c, rc, "connect failed");
+    }
+}
+
+int conn_connect(uv_loop_t *loop, const char *peer, const hs_t *hs_template,
+                 const conn_limits_t *lim, const conn_ops_t *ops, void *data,
+                 conn_t **out)
+{
+    char alive[HS_NAME_MAX], host[HS_NAME_MAX];
+    int rc = node_split_name(peer, alive, host);
+    if (rc < 0)
+        return rc;
+    conn_t *c;
+    rc = conn_alloc(loop, hs_template, lim, ops, data, &c);
+    if (rc < 0)
+        return rc;
+    hs_init(&c->hs, HS_INITIATOR, hs_template->this_name, peer, hs_template->cookie,
+            hs_template->this_flags, hs_template->this_creation, random32());
+    strcpy(c->peer, peer);
+    c->initiator = 1;
+    c->state = CONN_RESOLVING;
+    rc = epmd_port_please(loop, host, alive, on_port, c);
+    if (rc < 0) {
+        c->state = CONN_CLOSED;
+        uv_close((uv_handle_t *)&c->tcp, handle_closed);
+        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        return rc;
+    }
+    c->epmd_pending = 1;
+    uv_timer_start(&c->timer, on_tick, lim->setup_ms, 0);
+    *out = c;
+    return 0;
+}
+
+struct conn_queue {
+    wr_t *head, *tail;
+    uint64_t bytes;
+};
+
+conn_queue_t *conn_detach_pending(conn_t *c)
+{
+    if (!c->pend_head)
+        return NULL;
+    conn_queue_t *q = mem_alloc(sizeof *q);
+    if (!q)
+        return NULL;
+    q->head = c->pend_head;
+    q->tail = c->pend_tail;
+    q->bytes = c->pend_bytes;
+    c->pend_head = c->pend_tail = NULL;
+    c->pend_bytes = 0;
+    return q;
+}
+
+void conn_queue_free(conn_queue_t *q)
+{
+    if (!q)
+        return;
+    while (q->head) {
+        wr_t *w = q->head;
+        q->head = w->next;
+        mem_free(w->buf);
+        mem_free(w);
+    }
+    mem_free(q);
+}
+
+void conn_attach_pending(conn_t *to, conn_queue_t *q)
+{
+    if (!q)
+        return;
+    if (to->state == CONN_CLOSED) {
+        conn_queue_free(q);
+        return;
+    }
+    wr_t *head = q->head;
+    if (to->state == CONN_UP) {
+        q->head = NULL;
+        mem_free(q);
+        while (head) {
+            wr_t *w = head;
+            head = w->next;
+            char *buf = w->buf;
+            size_t len = w->len;
+            mem_free(w);
+            if (to->state == CONN_CLOSED)
+                mem_free(buf);
+            else
+                write_now(to, buf, len, 0); /* frees buf when it fails */
+        }
+        return;
+    }
+    if (to->pend_tail)
+        to->pend_tail->next = head;
+    else
+        to->pend_head = head;
+    to->pend_tail = q->tail;
+    to->pend_bytes += q->bytes;
+    mem_free(q);
+}
+
+void conn_take_pending(conn_t *to, conn_t *from)
+{
+    conn_attach_pending(to, conn_detach_pending(from));
+}
+
+int conn_open_fd(uv_loop_t *loop, uv_os_sock_t fd, hs_role_t role, const char *peer,
+                 const hs_t *hs_template, const conn_limits_t *lim, const conn_ops_t *ops,
+                 void *data, conn_t **out)
+{
+    conn_t *c;
+    int rc = conn_alloc(loop, hs_template, lim, ops, data, &c);
+    if (rc < 0)
+        return rc;
+    rc = uv_tcp_open(&c->tcp, fd);
+    if (rc == 0)
+        rc = hs_init(&c->hs, role, hs_template->this_name, peer, hs_template->cookie,
+                     hs_template->this_flags, hs_template->this_creation, random32());
+    if (rc < 0) {
+        c->state = CONN_CLOSED;
+        uv_close((uv_handle_t *)&c->tcp, handle_closed);
+        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        return rc;
+    }
+    snprintf(c->addr, sizeof c->addr, "fd %d", (int)fd);
+    c->initiator = role == HS_INITIATOR;
+    if (c->initiator)
+        snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->state = CONN_HANDSHAKE;
+    uv_timer_start(&c->timer, on_tick, lim->setup_ms, 0);
+    cbuf_t hello;
+    cbuf_init(&hello);
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc == 0 && c->initiator) {
+        rc = hs_start(&c->hs, &hello);
+        if (rc == 0)
+            rc = write_cbuf(c, &hello, 0);
+    }
+    cbuf_release(&hello);
+    if (rc < 0) {
+        c->state = CONN_CLOSED;
+        uv_close((uv_handle_t *)&c->tcp, handle_closed);
+        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void conn_freeze(conn_t *c)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+}

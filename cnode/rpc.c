@@ -1,0 +1,491 @@
+/* rpc.c: erpc's spawn requests and the rex server, on top of node.h.
+ * Each call runs at once, on the loop, through rpc_exec; a "process" for
+ * erpc is a mailbox that lives from the SPAWN_REPLY to its exit. */
+#include "cnode/rpc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cnode/log.h"
+#include "term/mem.h"
+
+/* Control message operations (erl_dist_protocol). */
+enum { DOP_SPAWN_REQUEST = 29, DOP_SPAWN_REPLY = 31 };
+
+struct rpc {
+    node_t *node;
+    rpc_exec_t *exec;
+    node_mbox_t *rex;
+    rpc_result_t res;   /* reused by every call */
+    term_buf_t out;     /* reused for every reply */
+    term_buf_t head;    /* the reply around a big return value */
+    uint64_t calls;
+};
+
+uint64_t rpc_calls(const rpc_t *r)
+{
+    return r->calls;
+}
+
+/* A call that holds the loop longer than this is logged (warn), since
+ * every peer waits for it. */
+#define RPC_SLOW_NS (100u * 1000 * 1000)
+
+/* Buffers are reused between calls, but one tab2list of a big table must
+ * not pin its size for the node's lifetime. */
+#define RPC_KEEP_BUF (4u << 20)
+
+static void trim_buffers(rpc_t *rp)
+{
+    if (rp->out.cap > RPC_KEEP_BUF)
+        term_buf_release(&rp->out);
+    if (rp->res.value.cap > RPC_KEEP_BUF)
+        term_buf_release(&rp->res.value);
+    if (rp->res.stack.cap > RPC_KEEP_BUF)
+        term_buf_release(&rp->res.stack);
+}
+
+/* A return value this big is not copied into a reply buffer: the reply's
+ * head is put in front of it, in its own buffer (a 1M-object tab2list is
+ * 43 MB, and a second buffer of that size costs more in page faults than
+ * the copy itself). */
+#define RPC_IN_PLACE (64u << 10)
+
+static const term_buf_t *reply_with_head(rpc_t *rp, term_buf_t *value)
+{
+    term_buf_t *h = &rp->head;
+    if (h->err || term_buf_reserve(value, h->len) < 0)
+        return NULL;
+    memmove(value->data + h->len, value->data, value->len);
+    memcpy(value->data, h->data, h->len);
+    value->len += h->len;
+    return value;
+}
+
+/* ---- Parsing ---------------------------------------------------------- */
+
+static int is_atom(term_reader_t *r, const char *want)
+{
+    char a[TERM_ATOM_MAX];
+    term_reader_t c = *r;
+    if (term_get_atom(&c, a) < 0 || strcmp(a, want) != 0)
+        return 0;
+    *r = c;
+    return 1;
+}
+
+/* OptList: link, monitor and {monitor, Opts} matter; the rest (reply,
+ * priority, ...) are the caller's or have no meaning here. */
+static int parse_opts(const char *p, size_t len)
+{
+    term_reader_t r;
+    uint32_t n, k;
+    int flags = 0;
+    term_reader_init(&r, p, len);
+    if (term_peek(&r) != TERM_T_LIST || term_get_list(&r, &n) < 0)
+        return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        term_reader_t e = r;
+        const char *ep;
+        size_t el;
+        if (term_get_any(&r, &ep, &el) < 0)
+            break;
+        if (is_atom(&e, "link"))
+            flags |= RPC_SPAWN_LINK;
+        else if (is_atom(&e, "monitor"))
+            flags |= RPC_SPAWN_MONITOR;
+        else if (term_get_tuple(&e, &k) == 0 && k == 2 && is_atom(&e, "monitor"))
+            flags |= RPC_SPAWN_MONITOR;
+    }
+    return flags;
+}
+
+static int parse_call_args(const char *msg, size_t len, rpc_spawn_req_t *q, int with_ref)
+{
+    term_reader_t r;
+    uint32_t n;
+    term_reader_init(&r, msg, len);
+    if (term_peek(&r) != TERM_T_LIST || term_get_list(&r, &n) < 0 ||
+        n != (uint32_t)(with_ref ? 4 : 3))
+        return -EPROTO;
+    if (with_ref && term_get_any(&r, &q->ref, &q->ref_len) < 0)
+        return -EPROTO;
+    if (term_get_atom(&r, q->mod) < 0 || term_get_atom(&r, q->fun) < 0)
+        return -EPROTO;
+    term_type_t t = term_peek(&r);
+    if (t != TERM_T_LIST && t != TERM_T_NIL && t != TERM_T_STRING)
+        return -EPROTO;
+    if (term_get_any(&r, &q->args, &q->args_len) < 0 || term_get_nil(&r) < 0 ||
+        r.pos != len)
+        return -EPROTO;
+    return 0;
+}
+
+int rpc_parse_spawn_request(const char *ctl, size_t ctl_len, const char *msg,
+                            size_t msg_len, rpc_spawn_req_t *q)
+{
+    term_reader_t r;
+    uint32_t arity, k;
+    int64_t op, fa;
+    const char *p;
+    size_t l;
+    char m[TERM_ATOM_MAX], f[TERM_ATOM_MAX];
+
+    memset(q, 0, sizeof(*q));
+    q->kind = RPC_SPAWN_OTHER;
+    term_reader_init(&r, ctl, ctl_len);
+    if (term_get_tuple(&r, &arity) < 0 || arity != 6 || term_get_long(&r, &op) < 0 ||
+        op != DOP_SPAWN_REQUEST || term_get_ref(&r, &q->req_id) < 0 ||
+        term_get_pid(&r, &q->from) < 0 || term_get_any(&r, &p, &l) < 0)
+        return -EPROTO;
+    /* {M, F, Arity} */
+    int mfa_ok = term_get_tuple(&r, &k) == 0 && k == 3 && term_get_atom(&r, m) == 0 &&
+                 term_get_atom(&r, f) == 0 && term_get_long(&r, &fa) == 0;
+    if (!mfa_ok)
+        return 0;
+    if (term_get_any(&r, &p, &l) < 0)
+        return 0;
+    q->flags = parse_opts(p, l);
+    if (!msg || strcmp(m, "erpc") != 0)
+        return 0;
+    if (strcmp(f, "execute_call") == 0 && fa == 4 &&
+        parse_call_args(msg, msg_len, q, 1) == 0)
+        q->kind = RPC_SPAWN_CALL;
+    else if (strcmp(f, "execute_cast") == 0 && fa == 3 &&
+             parse_call_args(msg, msg_len, q, 0) == 0)
+        q->kind = RPC_SPAWN_CAST;
+    return 0;
+}
+
+void rpc_encode_spawn_reply(term_buf_t *out, const rpc_spawn_req_t *q,
+                            const term_pid_t *pid, const char *error)
+{
+    term_put_tuple(out, 5);
+    term_put_long(out, DOP_SPAWN_REPLY);
+    term_put_ref(out, &q->req_id);
+    term_put_pid(out, &q->from);
+    term_put_long(out, pid ? q->flags : 0);
+    if (pid)
+        term_put_pid(out, pid);
+    else
+        term_put_atom(out, error);
+}
+
+/* ---- SPAWN_REQUEST ---------------------------------------------------- */
+
+/* An erpc "process" never receives anything: it exits before the loop runs
+ * again. Messages that race with the exit are dropped. */
+static void spawned_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
+{
+    (void)mb;
+    (void)m;
+    (void)data;
+}
+
+static void on_spawn_request(rpc_t *rp, const char *peer, const char *ctl, size_t ctl_len,
+                             const char *msg, size_t msg_len)
+{
+    rpc_spawn_req_t q;
+    node_mbox_t *mb = NULL;
+    int rc = rpc_parse_spawn_request(ctl, ctl_len, msg, msg_len, &q);
+    if (rc < 0) {
+        log_warn("%s: rpc: malformed SPAWN_REQUEST dropped", peer);
+        return;
+    }
+    term_buf_reset(&rp->out);
+    if (q.kind == RPC_SPAWN_OTHER) {
+        /* BEAM would load the module; etsd runs nothing but erpc's entry
+         * points, and an atom here makes the caller's spawn fail at once. */
+        rpc_encode_spawn_reply(&rp->out, &q, NULL, "notsup");
+        goto send_reply;
+    }
+    rc = node_mbox_new(rp->node, NULL, spawned_msg_cb, rp, &mb);
+    if (rc < 0) {
+        rpc_encode_spawn_reply(&rp->out, &q, NULL, "system_limit");
+        goto send_reply;
+    }
+    if ((q.flags & RPC_SPAWN_MONITOR) &&
+        (rc = node_mbox_add_monitor(mb, &q.from, &q.req_id)) < 0)
+        goto fail_mbox;
+    if ((q.flags & RPC_SPAWN_LINK) && (rc = node_mbox_add_link(mb, &q.from)) < 0)
+        goto fail_mbox;
+    /* The SPAWN_REPLY must precede every other signal from the new pid. */
+    rpc_encode_spawn_reply(&rp->out, &q, node_mbox_pid(mb), NULL);
+    if (rp->out.err || (rc = node_send_ctl(rp->node, peer, rp->out.data, rp->out.len,
+                                           NULL, 0)) < 0) {
+        log_warn("%s: rpc: SPAWN_REPLY: %s", peer, strerror(rp->out.err ? -rp->out.err : -rc));
+        node_mbox_close(mb, NULL, 0);
+        return;
+    }
+    rp->calls++;
+    rc = rpc_exec_call(rp->exec, q.mod, q.fun, q.args, q.args_len, &rp->res);
+    term_buf_reset(&rp->out);
+    if (q.kind == RPC_SPAWN_CAST) {
+        node_mbox_close(mb, NULL, 0);
+        return;
+    }
+    if (rc < 0) {
+        /* the call could not even produce an exception (out of memory) */
+        term_put_tuple(&rp->out, 3);
+        term_put_raw(&rp->out, q.ref, q.ref_len);
+        term_put_atom(&rp->out, "exit");
+        term_put_atom(&rp->out, rc == -ENOMEM ? "enomem" : "eproto");
+    } else if (rp->res.cls == RPC_RETURN && rp->res.value.len > RPC_IN_PLACE) {
+        const term_buf_t *b;
+        term_buf_reset(&rp->head);
+        term_put_tuple(&rp->head, 3);
+        term_put_raw(&rp->head, q.ref, q.ref_len);
+        term_put_atom(&rp->head, "return");
+        if ((b = reply_with_head(rp, &rp->res.value)) != NULL) {
+            node_mbox_close(mb, b->data, b->len);
+            return;
+        }
+        rp->out.err = -ENOMEM;
+    } else {
+        rpc_encode_erpc_reason(&rp->out, q.ref, q.ref_len, &rp->res);
+    }
+    if (rp->out.err) {
+        log_warn("%s: rpc: %s:%s: reply: %s", peer, q.mod, q.fun, strerror(-rp->out.err));
+        static const char killed[] = { 119, 6, 'k', 'i', 'l', 'l', 'e', 'd' };
+        node_mbox_close(mb, killed, sizeof(killed));
+        return;
+    }
+    node_mbox_close(mb, rp->out.data, rp->out.len);
+    return;
+
+fail_mbox:
+    term_buf_reset(&rp->out);
+    rpc_encode_spawn_reply(&rp->out, &q, NULL, "system_limit");
+send_reply:
+    if (!rp->out.err)
+        rc = node_send_ctl(rp->node, peer, rp->out.data, rp->out.len, NULL, 0);
+    if (rp->out.err || rc < 0)
+        log_warn("%s: rpc: SPAWN_REPLY failed", peer);
+    /* Only after the reply: a monitor already placed on the mailbox then
+     * fires after it, never ahead of it (which BEAM answers by dropping
+     * the connection). */
+    if (mb)
+        node_mbox_close(mb, NULL, 0);
+}
+
+static void on_ctl(node_t *n, const char *peer, int op, const char *ctl, size_t ctl_len,
+                   const char *msg, size_t msg_len, void *data)
+{
+    (void)n;
+    if (op == DOP_SPAWN_REQUEST) {
+        uint64_t t0 = uv_hrtime();
+        on_spawn_request(data, peer, ctl, ctl_len, msg, msg_len);
+        trim_buffers(data);
+        uint64_t dt = uv_hrtime() - t0;
+        if (dt > RPC_SLOW_NS)
+            log_warn("%s: rpc: a call held the loop for %llu ms", peer,
+                     (unsigned long long)(dt / 1000000));
+    } else
+        log_debug("%s: rpc: control message %d dropped", peer, op);
+}
+
+/* ---- rex -------------------------------------------------------------- */
+
+/* Reads {call | block_call | cast, M, F, A, GL}; 0 or -EPROTO. */
+static int parse_rex_request(term_reader_t *r, char *kind, char *mod, char *fun,
+                             const char **args, size_t *args_len)
+{
+    uint32_t k;
+    const char *p;
+    size_t l;
+    if (term_get_tuple(r, &k) < 0 || k != 5 || term_get_atom(r, kind) < 0 ||
+        term_get_atom(r, mod) < 0 || term_get_atom(r, fun) < 0)
+        return -EPROTO;
+    term_type_t t = term_peek(r);
+    if (t != TERM_T_LIST && t != TERM_T_NIL && t != TERM_T_STRING)
+        return -EPROTO;
+    if (term_get_any(r, args, args_len) < 0 || term_get_any(r, &p, &l) < 0)
+        return -EPROTO;
+    return 0;
+}
+
+/* gen:reply/2: a Tag [alias | Alias] or [[alias | Alias] | _] is answered
+ * through the alias, anything else by sending to the pid. */
+static int rex_reply(rpc_t *rp, const term_pid_t *to, const char *tag, size_t tag_len)
+{
+    term_reader_t r;
+    uint32_t n;
+    term_ref_t alias;
+    int use_alias = 0;
+    const term_buf_t *b = &rp->out;
+
+    if (rp->res.cls == RPC_RETURN && rp->res.value.len > RPC_IN_PLACE) {
+        term_buf_reset(&rp->head);
+        term_put_tuple(&rp->head, 2);
+        term_put_raw(&rp->head, tag, tag_len);
+        if ((b = reply_with_head(rp, &rp->res.value)) == NULL)
+            return -ENOMEM;
+    } else {
+        term_buf_reset(&rp->out);
+        term_put_tuple(&rp->out, 2);
+        term_put_raw(&rp->out, tag, tag_len);
+        rpc_encode_rex_reply(&rp->out, &rp->res);
+        if (rp->out.err)
+            return rp->out.err;
+    }
+    term_reader_init(&r, tag, tag_len);
+    if (term_peek(&r) == TERM_T_LIST && term_get_list(&r, &n) == 0 && n == 1) {
+        if (is_atom(&r, "alias")) {
+            use_alias = term_get_ref(&r, &alias) == 0;
+        } else if (term_peek(&r) == TERM_T_LIST && term_get_list(&r, &n) == 0 && n == 1 &&
+                   is_atom(&r, "alias")) {
+            use_alias = term_get_ref(&r, &alias) == 0;
+        }
+    }
+    if (use_alias)
+        return node_alias_send(rp->node, rp->rex, &alias, b->data, b->len);
+    return node_send(rp->node, rp->rex, to, b->data, b->len);
+}
+
+static void rex_handle(rpc_t *rp, const node_msg_t *m);
+
+static void rex_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
+{
+    uint64_t t0 = uv_hrtime();
+    (void)mb;
+    rex_handle(data, m);
+    trim_buffers(data);
+    uint64_t dt = uv_hrtime() - t0;
+    if (dt > RPC_SLOW_NS)
+        log_warn("%s: rex: a call held the loop for %llu ms", m->peer ? m->peer : "?",
+                 (unsigned long long)(dt / 1000000));
+}
+
+static void rex_handle(rpc_t *rp, const node_msg_t *m)
+{
+    term_reader_t r;
+    uint32_t k;
+    char kind[TERM_ATOM_MAX], mod[TERM_ATOM_MAX], fun[TERM_ATOM_MAX];
+    const char *args, *tag;
+    size_t args_len, tag_len;
+    term_pid_t from;
+    int rc;
+
+    term_reader_init(&r, m->msg, m->msg_len);
+    if (term_get_tuple(&r, &k) < 0)
+        goto ignore;
+    if (k == 3 && is_atom(&r, "$gen_call")) {
+        /* {'$gen_call', {From, Tag}, {call | block_call, M, F, A, GL}} */
+        if (term_get_tuple(&r, &k) < 0 || k != 2 || term_get_pid(&r, &from) < 0 ||
+            term_get_any(&r, &tag, &tag_len) < 0 ||
+            parse_rex_request(&r, kind, mod, fun, &args, &args_len) < 0 ||
+            (strcmp(kind, "call") != 0 && strcmp(kind, "block_call") != 0))
+            goto ignore; /* rex ignores other calls (noreply) */
+        rp->calls++;
+        rc = rpc_exec_call(rp->exec, mod, fun, args, args_len, &rp->res);
+        if (rc < 0)
+            goto internal;
+        if ((rc = rex_reply(rp, &from, tag, tag_len)) < 0)
+            log_warn("%s: rex: reply: %s", m->peer, strerror(-rc));
+        return;
+    }
+    if (k == 2 && is_atom(&r, "$gen_cast")) {
+        /* {'$gen_cast', {cast, M, F, A, GL}} */
+        if (parse_rex_request(&r, kind, mod, fun, &args, &args_len) < 0 ||
+            strcmp(kind, "cast") != 0)
+            goto ignore;
+        rp->calls++;
+        (void)rpc_exec_call(rp->exec, mod, fun, args, args_len, &rp->res);
+        return;
+    }
+    if (k == 2 && term_peek(&r) == TERM_T_PID && term_get_pid(&r, &from) == 0) {
+        term_reader_t c = r;
+        if (is_atom(&c, "features_request")) {
+            /* {features_reply, node(), [erpc]}: this node speaks erpc */
+            term_buf_reset(&rp->out);
+            term_put_tuple(&rp->out, 3);
+            term_put_atom(&rp->out, "features_reply");
+            term_put_atom(&rp->out, node_name(rp->node));
+            term_put_list(&rp->out, 1);
+            term_put_atom(&rp->out, "erpc");
+            term_put_nil(&rp->out);
+            if (!rp->out.err)
+                (void)node_send(rp->node, rp->rex, &from, rp->out.data, rp->out.len);
+            return;
+        }
+        /* {From, {call, M, F, A, GL}} from hidden C nodes: reply {rex, Reply} */
+        if (parse_rex_request(&r, kind, mod, fun, &args, &args_len) < 0 ||
+            strcmp(kind, "call") != 0)
+            goto ignore;
+        rp->calls++;
+        rc = rpc_exec_call(rp->exec, mod, fun, args, args_len, &rp->res);
+        if (rc < 0)
+            goto internal;
+        term_buf_reset(&rp->out);
+        term_put_tuple(&rp->out, 2);
+        term_put_atom(&rp->out, "rex");
+        rpc_encode_rex_reply(&rp->out, &rp->res);
+        if (!rp->out.err)
+            (void)node_send(rp->node, rp->rex, &from, rp->out.data, rp->out.len);
+        return;
+    }
+ignore:
+    log_debug("%s: rex: unexpected message ignored", m->peer ? m->peer : "?");
+    return;
+internal:
+    log_warn("%s: rex: %s:%s: %s", m->peer, mod, fun, strerror(-rc));
+}
+
+static void rpc_on_shutdown(node_t *n, void *data)
+{
+    rpc_t *rp = data;
+    (void)n;
+    if (rp->rex) {
+        node_mbox_close(rp->rex, NULL, 0);
+        rp->rex = NULL;
+    }
+}
+
+int rpc_new(node_t *n, rpc_exec_t *x, rpc_t **out)
+{
+    int rc;
+    rpc_t *rp = mem_calloc(1, sizeof(*rp));
+    if (!rp)
+        return -ENOMEM;
+    rp->node = n;
+    rp->exec = x;
+    rpc_result_init(&rp->res);
+    term_buf_init(&rp->out);
+    term_buf_init(&rp->head);
+    const node_config_t *cfg = node_config(n);
+    char fsync[32];
+    if (cfg->fsync == NODE_FSYNC_PERIODIC)
+        snprintf(fsync, sizeof(fsync), "%ums", cfg->fsync_ms);
+    else
+        snprintf(fsync, sizeof(fsync), "%s", cfg->fsync == NODE_FSYNC_NEVER ? "never" : "always");
+    if ((rc = rpc_exec_set_storage(x, cfg->data_dir, fsync)) < 0)
+        goto fail_free;
+    if ((rc = node_mbox_new(n, "rex", rex_msg_cb, rp, &rp->rex)) < 0)
+        goto fail_free;
+    if ((rc = node_on_ctl(n, on_ctl, rp)) < 0)
+        goto fail_rex;
+    if ((rc = node_on_shutdown(n, rpc_on_shutdown, rp)) < 0)
+        goto fail_rex;
+    *out = rp;
+    return 0;
+
+fail_rex:
+    node_mbox_close(rp->rex, NULL, 0);
+fail_free:
+    rpc_result_release(&rp->res);
+    term_buf_release(&rp->out);
+    term_buf_release(&rp->head);
+    mem_free(rp);
+    return rc;
+}
+
+void rpc_free(rpc_t *rp)
+{
+    if (!rp)
+        return;
+    rpc_result_release(&rp->res);
+    term_buf_release(&rp->out);
+    term_buf_release(&rp->head);
+    mem_free(rp);
+}

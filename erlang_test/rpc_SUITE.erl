@@ -1,0 +1,250 @@
+%% rpc_SUITE: rpc from a BEAM node to etsd, as a user at an iex prompt
+%% meets it: rpc:call, erpc:call, rpc:block_call, the casts, the multicalls,
+%% and exceptions shaped exactly as a BEAM peer shapes them.
+-module(rpc_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
+-export([rpc_call_runs_ets_calls/1, erpc_call_runs_ets_calls/1,
+         block_call_runs_ets_calls/1, hidden_node_rex_call_gets_rex_reply/1,
+         rpc_cast_and_erpc_cast_run_without_reply/1,
+         multicall_over_cluster_includes_etsd/1,
+         exceptions_match_beam_peer/1,
+         spawn_of_other_mfa_gets_error_not_hang/1,
+         timed_out_caller_leaves_etsd_serving/1,
+         etsd_module_and_erlang_health_calls/1,
+         tab2file_on_etsd_loads_on_beam/1,
+         large_tab2list_lets_other_callers_through/1]).
+-export([own_table/2]).
+
+suite() -> [{timetrap, {seconds, 60}}].
+
+all() ->
+    [rpc_call_runs_ets_calls, erpc_call_runs_ets_calls, block_call_runs_ets_calls,
+     hidden_node_rex_call_gets_rex_reply, rpc_cast_and_erpc_cast_run_without_reply,
+     multicall_over_cluster_includes_etsd, exceptions_match_beam_peer,
+     spawn_of_other_mfa_gets_error_not_hang, timed_out_caller_leaves_etsd_serving,
+     etsd_module_and_erlang_health_calls, tab2file_on_etsd_loads_on_beam,
+     large_tab2list_lets_other_callers_through].
+
+init_per_testcase(Case, Config) ->
+    E = etsd_test_lib:start_etsd(#{config => Config, name => atom_to_list(Case)}),
+    [{etsd, E} | Config].
+
+end_per_testcase(_Case, Config) ->
+    etsd_test_lib:stop_etsd(?config(etsd, Config)),
+    [peer:stop(P) || {peer, P} <- Config],
+    ok.
+
+enode(Config) -> maps:get(node, ?config(etsd, Config)).
+
+peer(Prefix) ->
+    {ok, P, N} = etsd_test_lib:start_peer(etsd_test_lib:unique_name(Prefix)),
+    {P, N}.
+
+%% A set table on a BEAM node, owned by a process that outlives the call.
+own_table(Tab, Opts) ->
+    Self = self(),
+    Pid = spawn(fun() -> ets:new(Tab, Opts), Self ! {self(), ready},
+                         receive stop -> ok end end),
+    receive {Pid, ready} -> ok end.
+
+new_table(Node, Tab) ->
+    Tab = rpc:call(Node, ets, new, [Tab, [set, public, named_table]]).
+
+%% ---- calls -------------------------------------------------------------
+
+ets_round_trip(Call, Node) ->
+    new_table(Node, t1),
+    true = Call(Node, ets, insert, [t1, {<<"ann@example.com">>, <<"tok">>}]),
+    true = Call(Node, ets, insert, [t1, [{1, a}, {1.0, b}, {"a", c}, {<<"a">>, d}]]),
+    [{<<"ann@example.com">>, <<"tok">>}] =
+        Call(Node, ets, lookup, [t1, <<"ann@example.com">>]),
+    [{1, a}] = Call(Node, ets, lookup, [t1, 1]),
+    [{1.0, b}] = Call(Node, ets, lookup, [t1, 1.0]),
+    5 = Call(Node, ets, info, [t1, size]),
+    [] = Call(Node, ets, lookup, [t1, missing]),
+    ok.
+
+rpc_call_runs_ets_calls(Config) ->
+    ets_round_trip(fun rpc:call/4, enode(Config)).
+
+erpc_call_runs_ets_calls(Config) ->
+    ets_round_trip(fun erpc:call/4, enode(Config)).
+
+block_call_runs_ets_calls(Config) ->
+    ets_round_trip(fun rpc:block_call/4, enode(Config)).
+
+%% Hidden C nodes send {From, {call, M, F, A, GL}} to rex and get {rex, Reply}.
+hidden_node_rex_call_gets_rex_reply(Config) ->
+    N = enode(Config),
+    {rex, N} ! {self(), {call, erlang, node, [], user}},
+    receive {rex, N} -> ok after 5000 -> ct:fail(no_rex_reply) end,
+    {rex, N} ! {self(), {call, nosuchmod, f, [1], user}},
+    receive
+        {rex, {badrpc, {'EXIT', {undef, [{nosuchmod, f, [1], []}]}}}} -> ok
+    after 5000 -> ct:fail(no_rex_reply)
+    end.
+
+rpc_cast_and_erpc_cast_run_without_reply(Config) ->
+    N = enode(Config),
+    new_table(N, t1),
+    true = rpc:cast(N, ets, insert, [t1, {a, 1}]),
+    ok = erpc:cast(N, ets, insert, [t1, {b, 2}]),
+    %% a cast of a failing call is silent too
+    ok = erpc:cast(N, nosuchmod, f, []),
+    etsd_test_lib:await(fun() -> rpc:call(N, ets, info, [t1, size]) =:= 2 end, 5000),
+    [{a, 1}] = rpc:call(N, ets, lookup, [t1, a]),
+    [{b, 2}] = rpc:call(N, ets, lookup, [t1, b]),
+    receive Unexpected -> ct:fail({unexpected, Unexpected}) after 100 -> ok end.
+
+multicall_over_cluster_includes_etsd(Config) ->
+    N = enode(Config),
+    {P1, N1} = peer("rpc_mc1"),
+    {P2, N2} = peer("rpc_mc2"),
+    Nodes = [N1, N2, N],
+    {Replies, []} = rpc:multicall(Nodes, erlang, node, []),
+    Nodes = Replies,
+    [{ok, N1}, {ok, N2}, {ok, N}] = erpc:multicall(Nodes, erlang, node, []),
+    %% from a BEAM peer, whose rpc goes to etsd over its own connection
+    {[N2, N], []} = erpc:call(N1, rpc, multicall, [[N2, N], erlang, node, []]),
+    [{ok, N2}, {ok, N}] = erpc:call(N1, erpc, multicall, [[N2, N], erlang, node, []]),
+    %% an undef in a multicall is reported per node, the same way
+    [{error, {exception, undef, _}}, {error, {exception, undef, S}}] =
+        erpc:multicall([N1, N], nosuchmod, f, [1]),
+    [{nosuchmod, f, [1], []}] = S,
+    peer:stop(P1),
+    peer:stop(P2).
+
+%% The same call to etsd and to a BEAM peer holding the same table gives the
+%% same answer, exception shapes included, through every rpc flavour.
+exceptions_match_beam_peer(Config) ->
+    N = enode(Config),
+    {P, PN} = peer("rpc_exc"),
+    ok = erpc:call(PN, ?MODULE, own_table, [t1, [set, public, named_table]]),
+    new_table(N, t1),
+    true = rpc:call(PN, ets, insert, [t1, [{a, 1}, {b, x}]]),
+    true = rpc:call(N, ets, insert, [t1, [{a, 1}, {b, x}]]),
+    Calls = [{ets, lookup, [nosuch, 1]}, {ets, lookup, [1, 1]},
+             {ets, nosuchfun, [1]}, {ets, lookup, [t1]},
+             {nosuchmod, f, [1, "x", <<"y">>]}, {nosuchmod, g, [1, 2, 3]},
+             {erlang, throw, [{a, b}]}, {erlang, exit, [bye]},
+             {erlang, error, [oops]}, {erlang, error, [oops, [1]]},
+             {ets, tab2list, [nosuch]}, {ets, delete_all_objects, [nosuch]},
+             {ets, select_delete, [nosuch, [{'_', [], [true]}]]},
+             {ets, select_delete, [nosuch, [{{'$1', '_'}, [], [true]}]]},
+             {erlang, system_time, [bad]}, {erlang, nodes, [bad]},
+             {ets, insert, [nosuch, {a}]}, {ets, insert, [t1, foo]},
+             {ets, new, [t1, [set, named_table]]},
+             {ets, update_counter, [t1, b, 1]}, {ets, update_counter, [t1, zz, 1]},
+             {ets, update_counter, [t1, a, {3, 1}]},
+             {ets, lookup_element, [t1, zz, 2]}, {ets, lookup_element, [t1, a, 5]},
+             {ets, update_element, [t1, a, {1, x}]},
+             {ets, info, [nosuch]}, {ets, info, [t1, bogus]},
+             {ets, select, [t1, bad]}, {ets, match, [t1, '_', 0]},
+             {ets, next, [t1, zzz]}],
+    Bad = [{Mode, C, Got, Want}
+           || {M, F, A} = C <- Calls,
+              Mode <- [erpc, rpc, block_call],
+              Got <- [call(Mode, N, M, F, A)],
+              Want <- [call(Mode, PN, M, F, A)],
+              Got =/= Want],
+    [] = Bad,
+    peer:stop(P).
+
+call(erpc, N, M, F, A) ->
+    try {ok, erpc:call(N, M, F, A, 10000)} catch C:R -> {C, R} end;
+call(rpc, N, M, F, A) -> rpc:call(N, M, F, A, 10000);
+call(block_call, N, M, F, A) -> rpc:block_call(N, M, F, A, 10000).
+
+spawn_of_other_mfa_gets_error_not_hang(Config) ->
+    N = enode(Config),
+    Req = spawn_request(N, io, format, ["x"], [monitor]),
+    receive
+        {spawn_reply, Req, error, notsup} -> ok
+    after 5000 -> ct:fail(no_spawn_reply)
+    end,
+    %% erpc:call with a fun is apply(erlang, apply, [Fun, []]): not run here
+    {'EXIT', {{exception, undef, _}, _}} = (catch erpc:call(N, fun() -> ok end, 5000)),
+    %% and the node still serves
+    N = erpc:call(N, erlang, node, []).
+
+timed_out_caller_leaves_etsd_serving(Config) ->
+    N = enode(Config),
+    new_table(N, t1),
+    [true = rpc:call(N, etsd, insert, [t1, [{I, I} || I <- lists:seq(B, B + 999)]])
+     || B <- lists:seq(1, 20000, 1000)],
+    %% A zero timeout gives up before the reply; erpc then demonitors.
+    Results = [catch erpc:call(N, ets, tab2list, [t1], 0) || _ <- lists:seq(1, 20)],
+    true = lists:all(fun({'EXIT', {{erpc, timeout}, _}}) -> true;
+                        (L) -> is_list(L) andalso length(L) =:= 20000
+                     end, Results),
+    N = erpc:call(N, erlang, node, []),
+    20000 = erpc:call(N, ets, info, [t1, size]),
+    receive Unexpected -> ct:fail({unexpected, Unexpected}) after 100 -> ok end.
+
+etsd_module_and_erlang_health_calls(Config) ->
+    N = enode(Config),
+    new_table(N, t1),
+    true = rpc:call(N, etsd, insert, [t1, {<<"bob@example.com">>, <<"tok">>}]),
+    true = rpc:call(N, etsd, insert, [t1, [{k1, 1}, {k2, 2}]]),
+    [{k2, 2}] = rpc:call(N, ets, lookup, [t1, k2]),
+    {badrpc, {'EXIT', {badarg, _}}} = rpc:call(N, etsd, insert, [t1, notatuple]),
+    Info = rpc:call(N, etsd, info, []),
+    true = is_map(Info),
+    N = maps:get(node, Info),
+    true = is_binary(maps:get(version, Info)),
+    true = is_integer(maps:get(uptime_ms, Info)),
+    [3] = [S || #{name := t1, size := S} <- maps:get(tables, Info)],
+    N = rpc:call(N, erlang, node, []),
+    true = lists:member(node(), rpc:call(N, erlang, nodes, [])),
+    [N | _] = rpc:call(N, erlang, nodes, [[this, connected]]),
+    T = rpc:call(N, erlang, system_time, [millisecond]),
+    true = abs(T - erlang:system_time(millisecond)) < 60000,
+    true = is_integer(rpc:call(N, erlang, system_time, [])),
+    Mem = rpc:call(N, erlang, memory, []),
+    true = is_integer(proplists:get_value(total, Mem)),
+    true = is_integer(proplists:get_value(ets, Mem)),
+    %% sync and snapshot answer something (the cluster service or an error)
+    case catch erpc:call(N, etsd, sync, []) of
+        {'EXIT', {{exception, undef, _}, _}} = U -> ct:fail({sync, U});
+        _ -> ok
+    end,
+    {badrpc, {'EXIT', {undef, [{etsd, nosuch, [], []}]}}} = rpc:call(N, etsd, nosuch, []).
+
+tab2file_on_etsd_loads_on_beam(Config) ->
+    N = enode(Config),
+    new_table(N, t1),
+    Objs = [{I, integer_to_binary(I), [I, 1.5]} || I <- lists:seq(1, 500)] ++
+        [{<<"a">>, 1}, {"a", 2}, {1.0, float}],
+    true = rpc:call(N, ets, insert, [t1, Objs]),
+    File = filename:join(?config(priv_dir, Config), "t1.ets"),
+    ok = rpc:call(N, ets, tab2file, [t1, File]),
+    {ok, Tab} = ets:file2tab(File, [{verify, true}]),
+    Want = lists:sort(Objs),
+    Want = lists:sort(ets:tab2list(Tab)),
+    ets:delete(Tab),
+    %% and back: a BEAM file loaded by etsd
+    Own = ets:new(t2, [set, public, named_table]),
+    true = ets:insert(Own, Objs),
+    File2 = filename:join(?config(priv_dir, Config), "t2.ets"),
+    ok = ets:tab2file(Own, File2, [{extended_info, [object_count, md5sum]}]),
+    ets:delete(Own),
+    {ok, t2} = rpc:call(N, ets, file2tab, [File2, [{verify, true}]]),
+    Want = lists:sort(rpc:call(N, ets, tab2list, [t2])).
+
+%% A big tab2list is answered while other callers keep being served.
+large_tab2list_lets_other_callers_through(Config) ->
+    N = enode(Config),
+    new_table(N, t1),
+    Count = 200000,
+    [true = rpc:call(N, etsd, insert,
+                     [t1, [{<<"user", (integer_to_binary(I))/binary, "@example.com">>,
+                            <<"token">>, I} || I <- lists:seq(B, B + 9999)]])
+     || B <- lists:seq(1, Count, 10000)],
+    Self = self(),
+    Big = [spawn_link(fun() -> Self ! {big, length(erpc:call(N, ets, tab2list, [t1]))} end)
+           || _ <- [1, 2]],
+    Small = [erpc:call(N, ets, lookup, [t1, <<"user7@example.com">>]) || _ <- lists:seq(1, 50)],
+    50 = length([x || [{_, <<"token">>, 7}] <- Small]),
+    [receive {big, Count} -> ok after 30000 -> ct:fail(big_tab2list) end || _ <- Big],
+    pong = net_adm:ping(N).
