@@ -74,8 +74,11 @@ check: all $(BUILD)/check_etsd $(FUZZ_REPLAY)
 	  t=$${r#$(BUILD)/replay_fuzz_}; \
 	  $$r test/fuzz/seeds/$$t test/fuzz/regress/$$t || exit 1; done
 
+# The test node's name carries the shell's pid: two runs on one machine share
+# one epmd, and a second etsd_ct@127.0.0.1 would fail to start distributed.
 ct: all
-	ETSD_ROOT=$(CURDIR) ETSD_BUILD=$(CURDIR)/$(BUILD) rebar3 ct $(CT_ARGS)
+	ETSD_ROOT=$(CURDIR) ETSD_BUILD=$(CURDIR)/$(BUILD) \
+	  rebar3 ct --name etsd_ct_$$$$@127.0.0.1 $(CT_ARGS)
 
 deps:
 	@bash test/install-deps.sh
@@ -96,7 +99,7 @@ fuzz-build:
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
 	  $(LAYERS:$(BUILD)/%=build-fuzz/%)
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -std=c11 -g -O1 -I. -I$(EI_DIR)/include -fsanitize=fuzzer,address,undefined \
+	  clang -std=c11 -g -O1 -D_GNU_SOURCE -I. -I$(EI_DIR)/include -fsanitize=fuzzer,address,undefined \
 	    -o build-fuzz/$$n $$f $(LAYERS:$(BUILD)/%=build-fuzz/%) $(LIBS) -pthread || exit 1; done
 fuzz: fuzz-build
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); t=$${n#fuzz_}; \

@@ -78,7 +78,9 @@ await_loop(Fun, Deadline, What) ->
 
 %% A node name part no other test uses: Prefix_N.
 unique_name(Prefix) ->
-    lists:flatten(io_lib:format("~s_~b", [Prefix, erlang:unique_integer([positive])])).
+    %% The OS pid keeps names apart between two test runs on one epmd.
+    lists:flatten(io_lib:format("~s_~s_~b", [Prefix, os:getpid(),
+                                             erlang:unique_integer([positive])])).
 
 %% Starts build/etsd as a port program and waits until it answers
 %% net_adm:ping. Opts is a CT Config list, or a map with:
