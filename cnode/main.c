@@ -433,6 +433,8 @@ static int store_start(const node_config_t *cfg, services_t *sv)
     if (rc < 0)
         log_error("store: %s: %s%s%s", cfg->data_dir, uv_strerror(rc),
                   err[0] ? ": " : "", err);
+    else if (err[0])   /* recovered, but cut a torn tail: say what was cut */
+        log_warn("store: %s: %s", cfg->data_dir, err);
     return rc;
 }
 
