@@ -307,9 +307,8 @@ void store_durable_free(store_durable_t *d)
         return;
     /* A batch left open is a caller bug, but its records are applied in
      * memory: write them rather than drop them. */
-    if (d->batch_depth > 0 && !d->broken && wal_batch_write(d) == 0 &&
-        d->policy == STORE_FSYNC_ALWAYS)
-        d->dirty = 1;
+    if (d->batch_depth > 0 && !d->broken)
+        (void)wal_batch_write(d);
     /* A periodic policy promises durability within one period; closing
      * cleanly is the end of the last period. */
     if (d->policy != STORE_FSYNC_NEVER)
@@ -387,7 +386,9 @@ int wal_batch_write(store_durable_t *d)
          * append this cannot be undone by refusing the mutation: cut the
          * torn bytes off (recovery would stop there anyway) and take no
          * more writes until a reopen recovers what reached the disk. */
-        (void)ftruncate(d->log_fd, (off_t)d->log_end);
+        if (ftruncate(d->log_fd, (off_t)d->log_end) < 0) {
+            /* Broken below either way; recovery cuts a torn tail. */
+        }
         d->broken = 1;
         d->pend.len = 0;
         return rc;

@@ -324,6 +324,20 @@ START_TEST(snapshot_inside_batch_keeps_every_record)
 }
 END_TEST
 
+START_TEST(free_with_open_batch_writes_its_records)
+{
+    store_table_t *t;
+    store_t *s = open_ok(STORE_FSYNC_ALWAYS, &t);
+    store_batch_begin(s);
+    for (int i = 0; i < 30; i++)
+        ck_assert_int_eq(put(t, i, i, 0), 0);
+    store_free(s);
+    s = open_ok(STORE_FSYNC_ALWAYS, &t);
+    ck_assert_uint_eq(store_table_size(t), 30);
+    store_free(s);
+}
+END_TEST
+
 /* Every allocation in a batch of inserts failing in turn: each insert
  * either succeeds or returns -ENOMEM with nothing changed, the batch end
  * succeeds, and the reopened store holds exactly what memory held. */
@@ -378,6 +392,7 @@ Suite *batch_suite(void)
     tcase_add_test(tc, large_batch_writes_midway_syncs_once_and_recovers);
     tcase_add_test(tc, periodic_batch_writes_once_flush_syncs);
     tcase_add_test(tc, snapshot_inside_batch_keeps_every_record);
+    tcase_add_test(tc, free_with_open_batch_writes_its_records);
     suite_add_tcase(s, tc);
     tc = tcase_create("failure");
     tcase_add_checked_fixture(tc, setup, teardown);
