@@ -26,6 +26,8 @@ typedef struct rep_job {
     char *peer;
     const char *what;      /* "sync", "pull", "new" */
     size_t objects, bad;
+    size_t failed;         /* refused by the store (not a bad object) */
+    int err;               /* the last such refusal */
     uint64_t start_ms;
     uint64_t progress_ms;  /* last progress line */
     struct rep_job *next;
@@ -66,6 +68,7 @@ struct replicate {
     int sync_push;         /* push to every node once they are merged */
     int sub_id;
     int shut;
+    size_t refused;        /* objects the store refused (log failures) */
     int defer;             /* durable store: queue even small inputs, so one
                             * loop turn's messages share one log batch */
 };
@@ -99,16 +102,26 @@ static void job_free(rep_job_t *j)
 }
 
 /* Applies up to max objects of j; returns 1 when j is done. */
+/* Counts the outcome of applying one object. */
+static void job_count(rep_job_t *j, int rc)
+{
+    if (rc == 0) {
+        j->objects++;
+    } else if (rc == -EINVAL) {
+        j->bad++;
+    } else {
+        j->failed++;
+        j->err = rc;
+    }
+}
+
 static int job_step(replicate_t *r, rep_job_t *j, size_t max)
 {
     const char *p;
     size_t len;
 
     if (j->single) {
-        if (apply_one(r, j->buf, j->len) < 0)
-            j->bad++;
-        else
-            j->objects++;
+        job_count(j, apply_one(r, j->buf, j->len));
         return 1;
     }
     while (max--) {
@@ -132,10 +145,7 @@ static int job_step(replicate_t *r, rep_job_t *j, size_t max)
         j->left--;
         if (r->backlog)
             r->backlog--;
-        if (apply_one(r, p, len) < 0)
-            j->bad++;
-        else
-            j->objects++;
+        job_count(j, apply_one(r, p, len));
     }
     return 0;
 }
@@ -143,6 +153,12 @@ static int job_step(replicate_t *r, rep_job_t *j, size_t max)
 static void job_done(replicate_t *r, rep_job_t *j)
 {
     uint64_t ms = now_ms(r) - j->start_ms;
+    /* A store that broke refuses every write until restart: say so at the
+     * first refusal and then now and then, not once per {new, U}. */
+    if (j->failed && (r->refused == 0 || r->refused / 10000 != (r->refused + j->failed) / 10000))
+        log_error("%s: %s: %zu objects not stored: %s (%zu refused so far)", j->peer,
+                  j->what, j->failed, uv_strerror(j->err), r->refused + j->failed);
+    r->refused += j->failed;
     if (j->bad)
         log_warn("%s: %s: %zu objects not applied (not tuples of at least %u "
                  "elements, or malformed)", j->peer, j->what, j->bad, r->cfg->keypos);
@@ -173,10 +189,10 @@ static void idle_cb(uv_idle_t *h)
         rep_job_t *j = r->head;
         /* Slices of REPLICATE_STEP objects until the chunk or the time
          * slice is used: the loop must get back to ticks and peers. */
-        size_t before = j->objects + j->bad;
+        size_t before = j->objects + j->bad + j->failed;
         size_t step = budget < REPLICATE_STEP ? budget : REPLICATE_STEP;
         int done = job_step(r, j, step);
-        size_t used = j->objects + j->bad - before;
+        size_t used = j->objects + j->bad + j->failed - before;
         applied += used;
         budget = used >= budget ? 0 : budget - used;
         if (!done && budget && uv_hrtime() - t0 < REPLICATE_SLICE_MS * 1000000ull)
