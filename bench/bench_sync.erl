@@ -6,6 +6,12 @@
 -export([main/1]).
 
 main([Etsd, Dir, NStr, MStr]) ->
+    main([Etsd, Dir, NStr, MStr, "none"]);
+main([Etsd, Dir, NStr, MStr, Fsync]) ->
+    %% "none": memory only; else a fresh --data-dir per etsd, with --fsync.
+    put(fsync, Fsync),
+    io:format("etsd storage: ~s~n", [case Fsync of "none" -> "memory only";
+                                                   _ -> "--data-dir, --fsync " ++ Fsync end]),
     N = list_to_integer(NStr),
     M = list_to_integer(MStr),
     try
@@ -34,7 +40,11 @@ beam(Dir, Opts) ->
 etsd(Etsd, Dir, Join) ->
     Name = uniq("etsd_bench") ++ "@127.0.0.1",
     Args = ["--name", Name, "--cookie", atom_to_list(erlang:get_cookie()),
-            "--join", atom_to_list(Join), "--sync-delay-ms", "0", "--log-level", "info"],
+            "--join", atom_to_list(Join), "--sync-delay-ms", "0", "--log-level", "info"]
+           ++ case get(fsync) of
+                  "none" -> [];
+                  F -> ["--data-dir", filename:join(Dir, uniq("data")), "--fsync", F]
+              end,
     Log = filename:join(Dir, "etsd_bench.log"),
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", "exec \"$0\" \"$@\" 2>>'" ++ Log ++ "'", Etsd | Args]},

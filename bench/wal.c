@@ -60,8 +60,10 @@ static long fsize(const char *dir, const char *f)
     return stat(p, &st) < 0 ? -1 : (long)st.st_size;
 }
 
-/* Inserts n users under policy; returns inserts per second. */
-static double fill(const char *dir, store_fsync_t policy, long n, int flush_every)
+/* Inserts n users under policy; returns inserts per second. With batch,
+ * every batch inserts go in one group commit (store_batch_begin/end). */
+static double fill_batched(const char *dir, store_fsync_t policy, long n,
+                           int flush_every, long batch)
 {
     char err[512];
     store_t *s;
@@ -76,9 +78,13 @@ static double fill(const char *dir, store_fsync_t policy, long n, int flush_ever
     term_buf_init(&b);
     double t0 = now();
     for (long i = 1; i <= n; i++) {
+        if (batch && i % batch == 1 % batch)
+            store_batch_begin(s);
         user(&b, i);
         if ((rc = store_insert(t, b.data, b.len)) < 0)
             die("insert", rc, NULL);
+        if (batch && (i % batch == 0 || i == n) && (rc = store_batch_end(s)) < 0)
+            die("batch end", rc, NULL);
         if (flush_every && i % flush_every == 0 && (rc = store_flush(s)) < 0)
             die("flush", rc, NULL);
     }
@@ -88,6 +94,11 @@ static double fill(const char *dir, store_fsync_t policy, long n, int flush_ever
     term_buf_release(&b);
     store_free(s);
     return n / dt;
+}
+
+static double fill(const char *dir, store_fsync_t policy, long n, int flush_every)
+{
+    return fill_batched(dir, policy, n, flush_every, 0);
 }
 
 static double reopen(const char *dir, long want)
@@ -122,6 +133,12 @@ int main(int argc, char **argv)
 
     printf("insert, fsync always:        %10.0f /s  (%ld users)\n",
            fill(dir, STORE_FSYNC_ALWAYS, na, 0), na);
+    printf("insert, fsync always, batches of 64:    %10.0f /s  (%ld users)\n",
+           fill_batched(dir, STORE_FSYNC_ALWAYS, 64 * na, 0, 64), 64 * na);
+    printf("insert, fsync always, batches of 20000: %10.0f /s  (%ld users)\n",
+           fill_batched(dir, STORE_FSYNC_ALWAYS, n, 0, 20000), n);
+    printf("insert, fsync never, batches of 20000:  %10.0f /s  (%ld users)\n",
+           fill_batched(dir, STORE_FSYNC_NEVER, n, 0, 20000), n);
     printf("insert, flush every 1000:    %10.0f /s  (%ld users)\n",
            fill(dir, STORE_FSYNC_PERIODIC, n, 1000), n);
     printf("insert, fsync never:         %10.0f /s  (%ld users)\n",

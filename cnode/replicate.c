@@ -26,6 +26,8 @@ typedef struct rep_job {
     char *peer;
     const char *what;      /* "sync", "pull", "new" */
     size_t objects, bad;
+    size_t failed;         /* refused by the store (not a bad object) */
+    int err;               /* the last such refusal */
     uint64_t start_ms;
     uint64_t progress_ms;  /* last progress line */
     struct rep_job *next;
@@ -66,6 +68,9 @@ struct replicate {
     int sync_push;         /* push to every node once they are merged */
     int sub_id;
     int shut;
+    size_t refused;        /* objects the store refused (log failures) */
+    int defer;             /* durable store: queue even small inputs, so one
+                            * loop turn's messages share one log batch */
 };
 
 /* Wall time for the log lines: uv_now() is the loop's cached time and does
@@ -97,16 +102,26 @@ static void job_free(rep_job_t *j)
 }
 
 /* Applies up to max objects of j; returns 1 when j is done. */
+/* Counts the outcome of applying one object. */
+static void job_count(rep_job_t *j, int rc)
+{
+    if (rc == 0) {
+        j->objects++;
+    } else if (rc == -EINVAL) {
+        j->bad++;
+    } else {
+        j->failed++;
+        j->err = rc;
+    }
+}
+
 static int job_step(replicate_t *r, rep_job_t *j, size_t max)
 {
     const char *p;
     size_t len;
 
     if (j->single) {
-        if (apply_one(r, j->buf, j->len) < 0)
-            j->bad++;
-        else
-            j->objects++;
+        job_count(j, apply_one(r, j->buf, j->len));
         return 1;
     }
     while (max--) {
@@ -130,10 +145,7 @@ static int job_step(replicate_t *r, rep_job_t *j, size_t max)
         j->left--;
         if (r->backlog)
             r->backlog--;
-        if (apply_one(r, p, len) < 0)
-            j->bad++;
-        else
-            j->objects++;
+        job_count(j, apply_one(r, p, len));
     }
     return 0;
 }
@@ -141,6 +153,12 @@ static int job_step(replicate_t *r, rep_job_t *j, size_t max)
 static void job_done(replicate_t *r, rep_job_t *j)
 {
     uint64_t ms = now_ms(r) - j->start_ms;
+    /* A store that broke refuses every write until restart: say so at the
+     * first refusal and then now and then, not once per {new, U}. */
+    if (j->failed && (r->refused == 0 || r->refused / 10000 != (r->refused + j->failed) / 10000))
+        log_error("%s: %s: %zu objects not stored: %s (%zu refused so far)", j->peer,
+                  j->what, j->failed, uv_strerror(j->err), r->refused + j->failed);
+    r->refused += j->failed;
     if (j->bad)
         log_warn("%s: %s: %zu objects not applied (not tuples of at least %u "
                  "elements, or malformed)", j->peer, j->what, j->bad, r->cfg->keypos);
@@ -161,16 +179,21 @@ static void idle_cb(uv_idle_t *h)
     replicate_t *r = h->data;
     size_t budget = REPLICATE_CHUNK;
     uint64_t t0 = uv_hrtime();
+    size_t applied = 0;
 
+    /* Group commit: everything applied in this turn (a slice of a sync,
+     * or a run of queued {new, U}) goes to the log in one write and, under
+     * --fsync always, one fdatasync, instead of one per object. */
+    store_batch_begin(r->store);
     while (r->head && budget && uv_hrtime() - t0 < REPLICATE_SLICE_MS * 1000000ull) {
         rep_job_t *j = r->head;
         /* Slices of REPLICATE_STEP objects until the chunk or the time
-         * slice is used: with --fsync always one object costs an fdatasync
-         * (milliseconds), and the loop must get back to ticks and peers. */
-        size_t before = j->objects + j->bad;
+         * slice is used: the loop must get back to ticks and peers. */
+        size_t before = j->objects + j->bad + j->failed;
         size_t step = budget < REPLICATE_STEP ? budget : REPLICATE_STEP;
         int done = job_step(r, j, step);
-        size_t used = j->objects + j->bad - before;
+        size_t used = j->objects + j->bad + j->failed - before;
+        applied += used;
         budget = used >= budget ? 0 : budget - used;
         if (!done && budget && uv_hrtime() - t0 < REPLICATE_SLICE_MS * 1000000ull)
             continue;
@@ -192,6 +215,11 @@ static void idle_cb(uv_idle_t *h)
         job_done(r, j);
         job_free(j);
     }
+    int rc = store_batch_end(r->store);
+    if (rc < 0)
+        log_error("replication: writing the log failed (%s): up to %zu objects merged "
+                  "in memory are not durable, and the store takes no more writes "
+                  "until etsd restarts", uv_strerror(rc), applied);
     if (!r->head) {
         uv_idle_stop(&r->idle);
         sync_push_if_ready(r);
@@ -206,7 +234,7 @@ static int enqueue(replicate_t *r, const char *peer, const char *what,
     rep_job_t *j;
     uint32_t n = 0;
 
-    if (!r->head) {
+    if (!r->head && !r->defer) {
         /* Fast path: nothing ahead of it, small enough for one turn. */
         if (single)
             return apply_one(r, bytes, len);
@@ -583,6 +611,7 @@ static void shutdown_cb(node_t *n, void *data)
      * --fsync always would hold the exit for minutes, and what they carry
      * is in the cluster's tables, which etsd pulls again when it joins. */
     size_t dropped = 0;
+    store_batch_begin(r->store);
     while (r->head) {
         rep_job_t *j = r->head;
         r->head = j->next;
@@ -592,6 +621,10 @@ static void shutdown_cb(node_t *n, void *data)
             dropped++;
         job_free(j);
     }
+    int rc = store_batch_end(r->store);
+    if (rc < 0)
+        log_error("replication: writing the log at shutdown failed: %s",
+                  uv_strerror(rc));
     if (dropped)
         log_warn("replication: shutting down with %zu received lists not fully "
                  "applied; the next join pulls them again", dropped);
@@ -614,6 +647,7 @@ int replicate_new(node_t *n, pg_t *pg, pubsub_t *ps, store_t *s, replicate_t **o
     r->ps = ps;
     r->store = s;
     r->cfg = node_config(n);
+    r->defer = r->cfg->data_dir != NULL;
     r->tab = store_table_find(s, r->cfg->table);
     if (!r->tab && (rc = store_table_create(s, r->cfg->table, r->cfg->keypos, &r->tab)) < 0)
         goto fail;

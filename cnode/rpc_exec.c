@@ -763,9 +763,16 @@ static int call_ets(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_res
 static int etsd_insert(rpc_exec_t *x, const rpc_args_t *a, rpc_result_t *res)
 {
     char table[TERM_ATOM_MAX];
+    /* A list is logged as one batch (one write, one fsync); the objects
+     * are broadcast only once the batch is durable (DESIGN.md: every write
+     * reaches the WAL before it is acknowledged or broadcast). */
+    store_batch_begin(x->store);
     int rc = store_ets_call(x->store, "insert", a->all, a->all_len, &res->value);
+    int brc = store_batch_end(x->store);
     if (rc == 0 && res->value.err)
         rc = res->value.err;
+    if (rc == 0 && brc < 0)
+        return raise_internal(res, "etsd", "insert", a, brc);
     if (rc == -EINVAL)
         return raise_badarg(res, "etsd", "insert", a, "erl_stdlib_errors",
                             ets_badarg_cause(x, "insert", a));
@@ -1131,8 +1138,16 @@ int rpc_exec_call(rpc_exec_t *x, const char *mod, const char *fun,
     result_reset(res);
     if (args_split(args, len, &a) < 0)
         return -EPROTO;
-    if (strcmp(mod, "ets") == 0)
+    if (strcmp(mod, "ets") == 0) {
+        /* Whatever an ets call writes (a list insert, a select_delete) is
+         * logged as one batch, and the reply, sent when this returns, goes
+         * out only once the batch is durable. */
+        store_batch_begin(x->store);
         rc = call_ets(x, fun, &a, res);
+        int brc = store_batch_end(x->store);
+        if (rc == 0 && brc < 0 && !res->value.err && !res->stack.err)
+            rc = raise_internal(res, "ets", fun, &a, brc);
+    }
     else if (strcmp(mod, "etsd") == 0)
         rc = call_etsd(x, fun, &a, res);
     else if (strcmp(mod, "erlang") == 0)

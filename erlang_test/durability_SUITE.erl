@@ -2,21 +2,27 @@
 %% moment. A writer (test/tools/store_crash.c) applies a deterministic
 %% stream of writes with fsync always and prints each one it acknowledged;
 %% it is killed at random moments and restarted, and a checker compares the
-%% table with a model of the stream after every kill.
+%% table with a model of the stream after every kill. A second run does the
+%% same with most writes in group commits, acknowledged only after their
+%% batch's end returned.
 -module(durability_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
 -export([kill9_at_random_moments_loses_no_acknowledged_write/1,
+         kill9_during_group_commits_loses_no_acknowledged_write/1,
          torn_log_tail_is_cut_and_reported/1,
          log_damaged_in_the_middle_is_refused/1,
          second_writer_on_a_directory_is_refused/1]).
 
 -define(CYCLES, 50).
+%% Largest group commit the batched writer makes.
+-define(BATCH, 24).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
 all() ->
     [kill9_at_random_moments_loses_no_acknowledged_write,
+     kill9_during_group_commits_loses_no_acknowledged_write,
      torn_log_tail_is_cut_and_reported,
      log_damaged_in_the_middle_is_refused,
      second_writer_on_a_directory_is_refused].
@@ -33,14 +39,35 @@ end_per_testcase(_Case, _Config) ->
 tool() -> etsd_test_lib:tool_path("store_crash").
 
 kill9_at_random_moments_loses_no_acknowledged_write(Config) ->
+    kill9_run(Config, 1).
+
+%% Batches may be durable in part (a prefix of one write) or whole without
+%% having been acknowledged: the checker accepts any state from the last
+%% acknowledged op up to a batch beyond it, and nothing older.
+kill9_during_group_commits_loses_no_acknowledged_write(Config) ->
+    kill9_run(Config, ?BATCH).
+
+kill9_run(Config, Batch) ->
     Dir = ?config(data_dir_path, Config),
     Seed = erlang:phash2({erlang:system_time(), os:getpid()}) + 1,
     rand:seed(exsss, {Seed, Seed * 7, Seed * 13}),
-    ct:log("rand seed ~p", [Seed]),
+    ct:log("rand seed ~p, batch ~p", [Seed, Batch]),
+    put(batch, Batch),
     {Next, Acked, Notes} = cycles(Dir, ?CYCLES, 1, 0, 0),
     ct:log("~p cycles: ~p writes acknowledged, resumed at ~p, ~p torn tails cut",
            [?CYCLES, Acked, Next, Notes]),
     true = Acked >= ?CYCLES.
+
+%% Writer and checker arguments for the run's batch size.
+write_args(Dir, Start) ->
+    case get(batch) of
+        1 -> ["write", Dir, integer_to_list(Start)];
+        B -> ["write", Dir, integer_to_list(Start), integer_to_list(1 bsl 40),
+              integer_to_list(B)]
+    end.
+
+check_args(Dir, LastAck) ->
+    ["check", Dir, integer_to_list(LastAck), integer_to_list(get(batch))].
 
 %% One cycle: start the writer at op Start, kill -9 it after a random number
 %% of acknowledgements (or before the first), then check the directory.
@@ -50,13 +77,13 @@ cycles(Dir, N, Start, Acked, Notes) ->
     %% Target < 0: kill during recovery, before the writer is ready.
     Target = rand:uniform(45) - 6,
     Port = open_port({spawn_executable, tool()},
-                     [{args, ["write", Dir, integer_to_list(Start)]},
+                     [{args, write_args(Dir, Start)},
                       {line, 256}, exit_status, binary]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
     Killed = Target < 0 andalso kill_now(OsPid),
     LastAck = writer_until(Port, OsPid, Target, Start - 1, Killed),
     true = LastAck >= Start - 1,
-    {Status, Out} = etsd_test_lib:run(tool(), ["check", Dir, integer_to_list(LastAck)]),
+    {Status, Out} = etsd_test_lib:run(tool(), check_args(Dir, LastAck)),
     case Status of
         0 -> ok;
         _ -> ct:fail({mismatch, Start, LastAck, Out})

@@ -535,6 +535,12 @@ int store_snapshot(store_t *s)
         return -EINVAL;
     if (d->broken)
         return -EIO;
+    /* Records an open batch holds are applied in memory, so the snapshot
+     * will contain them: put them in the log first, so seqs and log agree
+     * (they become durable with the snapshot's fsync). */
+    int brc = wal_batch_write(d);
+    if (brc < 0)
+        return brc;
     /* Every record appended so far is in memory, so the snapshot holds the
      * log up to next_seq - 1; recovery skips those records if the log is
      * not truncated below (a crash right after the rename). */

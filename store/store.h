@@ -82,6 +82,28 @@ void store_set_node(const char *node);
  * after a failed fsync every later mutation returns -EIO until the store is
  * freed and opened again (recovery then decides what reached the disk). */
 
+/* ---- Group commit ------------------------------------------------------ */
+/* Between store_batch_begin() and store_batch_end(), mutations append their
+ * log records to an in-memory buffer (still before memory changes, and
+ * each mutation still returns its own error) instead of writing each one;
+ * store_batch_end() writes them with one write(2) (a few for a large batch)
+ * and, under STORE_FSYNC_ALWAYS, one fdatasync. Outside a batch every
+ * mutation is written (and synced under ALWAYS) before it returns, as ever.
+ * Batches nest: only the outermost end writes. On a memory-only store both
+ * do nothing and store_batch_end() returns 0.
+ *
+ * Durability: a mutation made inside a batch is applied in memory at once
+ * but is durable only when store_batch_end() returns 0, so acknowledge or
+ * broadcast it only then. store_batch_end() returns the first write or
+ * fsync error of the batch (-EIO if the store broke during it); the
+ * batch's mutations then remain applied in memory but are NOT durable (a
+ * prefix of them may be), and every later mutation returns -EIO until the
+ * store is freed and opened again, whose recovery decides what reached the
+ * disk. store_flush() and store_snapshot() inside a batch also write (and
+ * make durable) what it holds so far. */
+void store_batch_begin(store_t *s);
+int store_batch_end(store_t *s);
+
 /* Bytes in the log since the last snapshot (0 for a memory-only store), so
  * the caller can snapshot when the log grows past a threshold. */
 uint64_t store_log_bytes(store_t *s);

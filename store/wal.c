@@ -285,13 +285,33 @@ int wal_durable_new(const char *dir, store_fsync_t policy, store_durable_t **out
     return 0;
 }
 
+unsigned long wal_test_syncs;
+int wal_test_fail_write;
+int wal_test_fail_sync;
+
+/* fdatasync of the log, through the test hooks. */
+static int log_sync(store_durable_t *d)
+{
+    wal_test_syncs++;
+    if (wal_test_fail_sync) {
+        int rc = wal_test_fail_sync;
+        wal_test_fail_sync = 0;
+        return rc;
+    }
+    return fdatasync(d->log_fd) < 0 ? -errno : 0;
+}
+
 void store_durable_free(store_durable_t *d)
 {
     if (!d)
         return;
+    /* A batch left open is a caller bug, but its records are applied in
+     * memory: write them rather than drop them. */
+    if (d->batch_depth > 0 && !d->broken)
+        (void)wal_batch_write(d);
     /* A periodic policy promises durability within one period; closing
      * cleanly is the end of the last period. */
-    if (d->policy == STORE_FSYNC_PERIODIC)
+    if (d->policy != STORE_FSYNC_NEVER)
         (void)wal_sync(d);
     if (d->log_fd >= 0)
         close(d->log_fd);
@@ -301,17 +321,26 @@ void store_durable_free(store_durable_t *d)
     if (d->lock_fd >= 0)
         close(d->lock_fd);
     wal_buf_release(&d->scratch);
+    wal_buf_release(&d->pend);
     mem_free(d->dir);
     mem_free(d);
 }
 
 int wal_sync(store_durable_t *d)
 {
-    if (!d || !d->dirty || d->log_fd < 0)
+    if (!d || d->log_fd < 0)
         return 0;
-    if (fdatasync(d->log_fd) < 0) {
+    /* A periodic flush in the middle of a batch makes what the batch has
+     * appended so far durable too. */
+    int rc = wal_batch_write(d);
+    if (rc < 0)
+        return rc;
+    if (!d->dirty)
+        return 0;
+    rc = log_sync(d);
+    if (rc < 0) {
         d->broken = 1; /* as in wal_append() */
-        return -errno;
+        return rc;
     }
     d->dirty = 0;
     return 0;
@@ -321,6 +350,14 @@ int wal_sync(store_durable_t *d)
  * what we say it is, whatever the file offset. */
 static int wal_write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
+    if (wal_test_fail_write) {
+        int rc = wal_test_fail_write;
+        wal_test_fail_write = 0;
+        /* Leave a torn piece behind, as a real short write could. */
+        if (n > 1 && pwrite(fd, p, n / 2, (off_t)off) < 0)
+            return -errno;
+        return rc;
+    }
     while (n > 0) {
         ssize_t w = pwrite(fd, p, n, (off_t)off);
         if (w < 0) {
@@ -337,6 +374,31 @@ static int wal_write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
     return 0;
 }
 
+int wal_batch_write(store_durable_t *d)
+{
+    if (!d || d->pend.len == 0)
+        return 0;
+    if (d->broken)
+        return -EIO;
+    int rc = wal_write_all(d->log_fd, d->pend.data, d->pend.len, d->log_end);
+    if (rc < 0) {
+        /* The records are applied in memory already, so unlike a single
+         * append this cannot be undone by refusing the mutation: cut the
+         * torn bytes off (recovery would stop there anyway) and take no
+         * more writes until a reopen recovers what reached the disk. */
+        if (ftruncate(d->log_fd, (off_t)d->log_end) < 0) {
+            /* Broken below either way; recovery cuts a torn tail. */
+        }
+        d->broken = 1;
+        d->pend.len = 0;
+        return rc;
+    }
+    d->log_end += d->pend.len;
+    d->pend.len = 0;
+    d->dirty = 1;
+    return 0;
+}
+
 /* Appends one record; the mutation may go ahead only if this returns 0. */
 static int wal_append(store_t *s, wal_type_t type, const char *table,
                       unsigned keypos, const void *payload, size_t plen)
@@ -346,18 +408,39 @@ static int wal_append(store_t *s, wal_type_t type, const char *table,
         return 0;
     if (d->broken)
         return -EIO;
+    if (d->batch_depth > 0) {
+        /* Group commit: the record joins the batch's buffer. It counts as
+         * appended (the caller changes memory now); store_batch_end()
+         * makes it durable or reports that it is not. */
+        if (d->pend.len >= WAL_BATCH_FLUSH) {
+            int rc = wal_batch_write(d);
+            if (rc < 0) {
+                if (!d->batch_err)
+                    d->batch_err = rc;
+                return rc;
+            }
+        }
+        int rc = wal_encode(&d->pend, d->next_seq, type, table, keypos,
+                            payload, plen, 0);
+        if (rc < 0)
+            return rc;
+        d->next_seq++;
+        d->batch_recs++;
+        return 0;
+    }
     d->scratch.len = 0;
     int rc = wal_encode(&d->scratch, d->next_seq, type, table, keypos,
                         payload, plen, 0);
     if (rc < 0)
         return rc;
     rc = wal_write_all(d->log_fd, d->scratch.data, d->scratch.len, d->log_end);
-    if (rc == 0 && d->policy == STORE_FSYNC_ALWAYS && fdatasync(d->log_fd) < 0) {
-        rc = -errno;
+    if (rc == 0 && d->policy == STORE_FSYNC_ALWAYS) {
+        rc = log_sync(d);
         /* After a failed fsync the kernel may have dropped dirty pages of
          * earlier records too: nothing written since the last good sync can
          * be trusted, so take no more writes until a restart recovers. */
-        d->broken = 1;
+        if (rc < 0)
+            d->broken = 1;
     }
     if (rc < 0) {
         /* Part of the record may be on disk. Cut it off, or the next append
@@ -374,6 +457,46 @@ static int wal_append(store_t *s, wal_type_t type, const char *table,
     if (d->scratch.cap > (1u << 20))
         wal_buf_release(&d->scratch);
     return 0;
+}
+
+void store_batch_begin(store_t *s)
+{
+    store_durable_t *d = s ? store_durable(s) : NULL;
+    if (!d)
+        return;
+    if (d->batch_depth++ == 0) {
+        d->batch_err = 0;
+        d->batch_recs = 0;
+    }
+}
+
+int store_batch_end(store_t *s)
+{
+    store_durable_t *d = s ? store_durable(s) : NULL;
+    if (!d || d->batch_depth == 0)
+        return 0;
+    if (--d->batch_depth > 0)
+        return 0;
+    int rc = d->batch_err;
+    d->batch_err = 0;
+    /* Broken mid-batch (say a periodic flush failed): what the batch
+     * appended is in memory but may not be on disk. */
+    if (rc == 0 && d->broken && d->batch_recs > 0)
+        rc = -EIO;
+    if (rc == 0)
+        rc = wal_batch_write(d);
+    if (rc == 0 && d->policy == STORE_FSYNC_ALWAYS && d->dirty) {
+        rc = log_sync(d);
+        if (rc < 0)
+            d->broken = 1; /* see wal_append() */
+        else
+            d->dirty = 0;
+    }
+    d->pend.len = 0;
+    /* A big batch would otherwise keep its buffer for good. */
+    if (d->pend.cap > 2 * WAL_BATCH_FLUSH)
+        wal_buf_release(&d->pend);
+    return rc;
 }
 
 int store_journal_create(store_t *s, const char *table, unsigned keypos)

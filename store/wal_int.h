@@ -118,7 +118,33 @@ struct store_durable {
     int broken;          /* an fsync failed, or a failed append could not be
                           * undone: refuse writes until reopened */
     wal_buf_t scratch;   /* reused per append */
+    /* Group commit (store_batch_begin/end): while batch_depth > 0, records
+     * are encoded into pend instead of being written one by one; pend is
+     * written at log_end when it passes WAL_BATCH_FLUSH and at the
+     * outermost store_batch_end(), which then syncs once. */
+    unsigned batch_depth;
+    wal_buf_t pend;
+    int batch_err;       /* first error of the open batch, or 0 */
+    uint64_t batch_recs; /* records the open batch has appended */
 };
+
+/* Pending batch bytes past this are written out before the batch ends
+ * (still synced only at its end), so a huge batch needs no huge buffer. */
+#define WAL_BATCH_FLUSH (4u << 20)
+
+/* Writes the records an open batch holds so far at the log's end, without
+ * syncing (store_snapshot() calls it so the log and memory agree before a
+ * snapshot). On failure the store is broken (-EIO for later writes) and
+ * the error is returned. 0 if nothing is pending or d is NULL. */
+int wal_batch_write(store_durable_t *d);
+
+/* Test hooks (unit tests only): every fdatasync of the log counts in
+ * wal_test_syncs; a non-zero wal_test_fail_write / wal_test_fail_sync makes
+ * the next log write / fdatasync fail with that negative errno (then it is
+ * reset to 0). */
+extern unsigned long wal_test_syncs;
+extern int wal_test_fail_write;
+extern int wal_test_fail_sync;
 
 /* Creates durable state for dir. Opens nothing: snapshot.c fills the fds. */
 int wal_durable_new(const char *dir, store_fsync_t policy, store_durable_t **out);
