@@ -169,9 +169,6 @@ void hs_digest(const char *cookie, uint32_t challenge, uint8_t out[16]);
 /* 0 if the 16 bytes are equal; time independent of where they differ. */
 int hs_digest_equal(const uint8_t a[16], const uint8_t b[16]);
 
-/* MD5 of n bytes (RFC 1321). */
-void hs_md5(const void *p, size_t n, uint8_t out[16]);
-
 /* ---- EPMD message codecs (erl_dist_protocol section "EPMD") --------- */
 
 #define EPMD_ALIVE2_REQ    120

@@ -14,7 +14,7 @@
 #include "store/wal_int.h"
 #include "term/mem.h"
 
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+void store_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 {
     if (!errbuf || errlen == 0)
         return;
@@ -153,14 +153,14 @@ static int load_snapshot(store_durable_t *d, store_t *s, uint64_t *lsn,
         if (errno == ENOENT)
             return 0;
         int rc = -errno;
-        set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_SNAP_FILE, strerror(-rc));
+        store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_SNAP_FILE, strerror(-rc));
         return rc;
     }
     mapped_t m;
     int rc = map_fd(fd, &m);
     close(fd);
     if (rc < 0) {
-        set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_SNAP_FILE, strerror(-rc));
+        store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_SNAP_FILE, strerror(-rc));
         return rc;
     }
     const char *why = NULL;
@@ -263,12 +263,12 @@ static int load_snapshot(store_durable_t *d, store_t *s, uint64_t *lsn,
     return 0;
 
 oom:
-    set_err(errbuf, errlen, "%s/%s: out of memory", d->dir, WAL_SNAP_FILE);
+    store_set_err(errbuf, errlen, "%s/%s: out of memory", d->dir, WAL_SNAP_FILE);
     mem_free(offs);
     unmap(&m);
     return rc;
 bad:
-    set_err(errbuf, errlen, "%s/%s: damaged at offset %zu (record %llu): %s",
+    store_set_err(errbuf, errlen, "%s/%s: damaged at offset %zu (record %llu): %s",
             d->dir, WAL_SNAP_FILE, off, (unsigned long long)records + 1,
             why ? why : "invalid record");
     mem_free(offs);
@@ -305,13 +305,13 @@ static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
     d->log_fd = openat(d->dir_fd, WAL_LOG_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (d->log_fd < 0) {
         int rc = -errno;
-        set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_LOG_FILE, strerror(-rc));
+        store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_LOG_FILE, strerror(-rc));
         return rc;
     }
     mapped_t m;
     int rc = map_fd(d->log_fd, &m);
     if (rc < 0) {
-        set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_LOG_FILE, strerror(-rc));
+        store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_LOG_FILE, strerror(-rc));
         return rc;
     }
     uint64_t last = lsn;
@@ -321,12 +321,12 @@ static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
         unmap(&m);
         rc = log_init(d);
         if (rc < 0)
-            set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_LOG_FILE, strerror(-rc));
+            store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_LOG_FILE, strerror(-rc));
         d->next_seq = lsn + 1;
         return rc;
     }
     if (m.len < WAL_MAGIC_LEN || memcmp(m.data, WAL_LOG_MAGIC, WAL_MAGIC_LEN)) {
-        set_err(errbuf, errlen, "%s/%s: not a log file (bad magic)", d->dir,
+        store_set_err(errbuf, errlen, "%s/%s: not a log file (bad magic)", d->dir,
                 WAL_LOG_FILE);
         unmap(&m);
         return -EBADMSG;
@@ -362,7 +362,7 @@ static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
             why = NULL;
             rc = apply_record(s, &r, &why);
             if (rc == -ENOMEM) {
-                set_err(errbuf, errlen, "%s/%s: out of memory", d->dir, WAL_LOG_FILE);
+                store_set_err(errbuf, errlen, "%s/%s: out of memory", d->dir, WAL_LOG_FILE);
                 unmap(&m);
                 return rc;
             }
@@ -377,11 +377,11 @@ static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
     if (off < total) {
         if (ftruncate(d->log_fd, (off_t)off) < 0 || fdatasync(d->log_fd) < 0) {
             rc = -errno;
-            set_err(errbuf, errlen, "%s/%s: cutting torn tail: %s", d->dir,
+            store_set_err(errbuf, errlen, "%s/%s: cutting torn tail: %s", d->dir,
                     WAL_LOG_FILE, strerror(-rc));
             return rc;
         }
-        set_err(errbuf, errlen,
+        store_set_err(errbuf, errlen,
                 "%s/%s: torn tail at offset %zu: dropped %zu bytes after "
                 "record seq %llu (an append cut short by a crash)",
                 d->dir, WAL_LOG_FILE, off, total - off, (unsigned long long)prev);
@@ -391,7 +391,7 @@ static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
     return 0;
 
 bad:
-    set_err(errbuf, errlen, "%s/%s: damaged at offset %zu (after record seq "
+    store_set_err(errbuf, errlen, "%s/%s: damaged at offset %zu (after record seq "
             "%llu): %s", d->dir, WAL_LOG_FILE, off, (unsigned long long)prev,
             why ? why : "invalid record");
     unmap(&m);
@@ -414,7 +414,7 @@ int store_open(const char *dir, store_fsync_t policy, store_t **out,
         return -EINVAL;
     if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
         rc = -errno;
-        set_err(errbuf, errlen, "%s: cannot create: %s", dir, strerror(-rc));
+        store_set_err(errbuf, errlen, "%s: cannot create: %s", dir, strerror(-rc));
         return rc;
     }
     rc = wal_durable_new(dir, policy, &d);
@@ -423,7 +423,7 @@ int store_open(const char *dir, store_fsync_t policy, store_t **out,
     d->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d->dir_fd < 0) {
         rc = -errno;
-        set_err(errbuf, errlen, "%s: %s", dir, strerror(-rc));
+        store_set_err(errbuf, errlen, "%s: %s", dir, strerror(-rc));
         goto fail_d;
     }
     /* One etsd per directory: two writers appending to one log would
@@ -431,19 +431,19 @@ int store_open(const char *dir, store_fsync_t policy, store_t **out,
     d->lock_fd = openat(d->dir_fd, WAL_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (d->lock_fd < 0) {
         rc = -errno;
-        set_err(errbuf, errlen, "%s/%s: %s", dir, WAL_LOCK_FILE, strerror(-rc));
+        store_set_err(errbuf, errlen, "%s/%s: %s", dir, WAL_LOCK_FILE, strerror(-rc));
         goto fail_d;
     }
     if (flock(d->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        set_err(errbuf, errlen, "%s: in use by another process (lock on %s/%s)",
+        store_set_err(errbuf, errlen, "%s: in use by another process (lock on %s/%s)",
                 dir, dir, WAL_LOCK_FILE);
         goto fail_d;
     }
     /* A crash during store_snapshot() leaves a partial temporary file. */
     if (unlinkat(d->dir_fd, WAL_SNAP_TMP, 0) < 0 && errno != ENOENT) {
         rc = -errno;
-        set_err(errbuf, errlen, "%s/%s: %s", dir, WAL_SNAP_TMP, strerror(-rc));
+        store_set_err(errbuf, errlen, "%s/%s: %s", dir, WAL_SNAP_TMP, strerror(-rc));
         goto fail_d;
     }
     rc = store_new(&s);

@@ -37,6 +37,12 @@ int store_table_foreach(store_table_t *t, store_object_cb cb, void *arg);
 typedef int (*store_table_cb)(void *arg, store_table_t *t);
 int store_foreach_table(store_t *s, store_table_cb cb, void *arg);
 
+/* Writes a printf-style description of a failure into errbuf, for the
+ * functions that take (errbuf, errlen); a NULL or empty errbuf is left
+ * alone. Defined in snapshot.c. */
+void store_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 const char *store_table_name(const store_table_t *t);
 unsigned store_table_keypos(const store_table_t *t);
 

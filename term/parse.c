@@ -6,6 +6,7 @@
  * term_canon_inner(), which owns every canonical-form rule. */
 #include "term/term.h"
 #include "term/mem.h"
+#include "term/term_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -119,61 +120,10 @@ static int at_end(const ps_t *s) { return s->pos >= s->len; }
  * byte length, or 0 for bytes that are not UTF-8 (or the end). */
 static size_t peek_utf8(const ps_t *s, uint32_t *c)
 {
-    const unsigned char *p = s->t + s->pos;
-    size_t n = s->len - s->pos;
-    if (n == 0)
-        return 0;
-    if (p[0] < 0x80) {
-        *c = p[0];
-        return 1;
-    }
-    size_t k;
-    uint32_t v, min;
-    if ((p[0] & 0xE0) == 0xC0) {
-        k = 2; v = p[0] & 0x1F; min = 0x80;
-    } else if ((p[0] & 0xF0) == 0xE0) {
-        k = 3; v = p[0] & 0x0F; min = 0x800;
-    } else if ((p[0] & 0xF8) == 0xF0) {
-        k = 4; v = p[0] & 0x07; min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < k)
-        return 0;
-    for (size_t i = 1; i < k; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        v = v << 6 | (p[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
-    *c = v;
-    return k;
+    return term_int_utf8_decode((const unsigned char *)s->t + s->pos,
+                                s->len - s->pos, c);
 }
 
-static size_t utf8_enc(uint32_t c, char *u)
-{
-    if (c < 0x80) {
-        u[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        u[0] = (char)(0xC0 | c >> 6);
-        u[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        u[0] = (char)(0xE0 | c >> 12);
-        u[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    u[0] = (char)(0xF0 | c >> 18);
-    u[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    u[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    u[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
 
 /* erl_scan's WHITE_SPACE: codes 0..32 and 128..160. */
 static size_t white_len(const ps_t *s)
@@ -356,7 +306,7 @@ static int atom_put(void *arg, uint32_t c)
     atom_acc_t *a = arg;
     if (a->chars == 255)
         return -EPROTO;     /* erl_scan: atom too long */
-    a->len += utf8_enc(c, a->buf + a->len);
+    a->len += term_int_utf8_encode(c, a->buf + a->len);
     a->chars++;
     return 0;
 }

@@ -120,6 +120,13 @@ int term_int_hdr(const uint8_t *p, size_t len, term_hdr_t *h);
  * and returns its length. */
 size_t term_int_atom_utf8(const term_atom_t *a, uint8_t *out);
 
+/* Decodes one UTF-8 character strictly (no overlongs, no surrogates, none
+ * above U+10FFFF), as binary_to_term does for UTF-8 atoms. Returns its
+ * length in bytes, or 0 if p holds no valid character. Defined in utf8.c. */
+size_t term_int_utf8_decode(const unsigned char *p, size_t n, uint32_t *c);
+/* Encodes the code point c (at most U+10FFFF) into u; returns the length. */
+size_t term_int_utf8_encode(uint32_t c, char u[4]);
+
 /* Exact term order (=:= is 0), as BEAM orders map keys: integers sort
  * before floats. Both must be valid; used to sort canonical map keys. */
 int term_int_cmp_exact(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
