@@ -23,6 +23,17 @@ typedef struct sobj {
     char data[];
 } sobj_t;
 
+/* A chunked tab2list: see store_encode_begin() in store.h. */
+struct store_encode {
+    store_table_t *t;     /* NULL once the table is gone */
+    size_t start;         /* where the list begins in out */
+    size_t slot;          /* next slot to copy */
+    uint64_t moves;       /* t->moves when the cursor was last valid */
+    size_t count;         /* objects appended so far */
+    int done;
+    store_encode_t *next; /* in t->encoders */
+};
+
 struct store_table {
     store_t *s;
     char *name;
@@ -37,6 +48,11 @@ struct store_table {
     size_t data_bytes;  /* sum of object lengths: tab2list's size */
     struct slab *slab;  /* pages small objects are carved from */
     store_table_t *next_table;
+    /* Bumped whenever objects may move between slots (resize, backward-
+     * shift deletion, clear): a chunked encode's slot cursor is then no
+     * longer trustworthy. Overwrites and inserts move nothing. */
+    uint64_t moves;
+    store_encode_t *encoders;  /* chunked encodes running over this table */
 };
 
 struct store {
@@ -214,6 +230,10 @@ int store_new(store_t **out)
 
 static void table_free(store_table_t *t)
 {
+    /* An encode still running finishes with what it has: the table's
+     * objects were all deleted during it. */
+    for (store_encode_t *e = t->encoders; e; e = e->next)
+        e->t = NULL;
     objs_free_all(t);
     mem_free(t->slots_raw);
     mem_free(t->opts.heir);
@@ -493,6 +513,7 @@ static int table_grow(store_table_t *t)
         ns[j] = v;
     }
     mem_free(t->slots_raw);
+    t->moves++;
     t->slots = ns;
     t->slots_raw = raw;
     t->cap = ncap;
@@ -648,6 +669,7 @@ static void slot_remove(store_table_t *t, size_t i)
 {
     size_t mask = t->cap - 1;
     size_t j = i;
+    t->moves++;
     for (;;) {
         j = (j + 1) & mask;
         uintptr_t v = t->slots[j];
@@ -693,6 +715,7 @@ int store_table_clear(store_table_t *t)
     }
     objs_free_all(t);
     mem_free(t->slots_raw);
+    t->moves++;
     t->slots_raw = NULL;
     t->slots = NULL;
     t->cap = 0;
@@ -892,4 +915,116 @@ int store_tab2list(store_table_t *t, term_buf_t *out)
         return rc;
     }
     return 0;
+}
+
+/* ---- Chunked tab2list --------------------------------------------------- */
+
+/* LIST_EXT's header is a tag and a 4-byte count: a fixed size, so it is
+ * written as a placeholder at the start and patched at the end, when the
+ * number of objects actually copied is known. */
+#define ENCODE_HDR 5
+
+int store_encode_begin(store_table_t *t, term_buf_t *out, store_encode_t **cursor)
+{
+    store_encode_t *e = mem_calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    /* One reservation for what the table holds now, as store_tab2list
+     * does; objects inserted meanwhile grow it as needed. */
+    if (term_buf_reserve(out, ENCODE_HDR + 1 + t->data_bytes) < 0) {
+        mem_free(e);
+        return -ENOMEM;
+    }
+    e->t = t;
+    e->start = out->len;
+    e->moves = t->moves;
+    static const char hdr[ENCODE_HDR] = { STORE_TAG_LIST, 0, 0, 0, 0 };
+    term_buf_append(out, hdr, sizeof(hdr));
+    e->next = t->encoders;
+    t->encoders = e;
+    *cursor = e;
+    return 0;
+}
+
+static void encode_unlink(store_encode_t *e)
+{
+    if (!e->t)
+        return;
+    for (store_encode_t **p = &e->t->encoders; *p; p = &(*p)->next) {
+        if (*p == e) {
+            *p = e->next;
+            break;
+        }
+    }
+    e->t = NULL;
+}
+
+/* Patches the count and ends the list; an encode that copied nothing is
+ * [] (NIL_EXT), as store_tab2list() writes for an empty table. */
+static int encode_finish(store_encode_t *e, term_buf_t *out)
+{
+    encode_unlink(e);
+    e->done = 1;
+    if (e->count == 0) {
+        out->len = e->start;
+        term_put_nil(out);
+    } else {
+        unsigned char *h = (unsigned char *)out->data + e->start + 1;
+        uint32_t n = (uint32_t)e->count;
+        h[0] = (unsigned char)(n >> 24);
+        h[1] = (unsigned char)(n >> 16);
+        h[2] = (unsigned char)(n >> 8);
+        h[3] = (unsigned char)n;
+        term_put_nil(out);
+    }
+    return out->err ? out->err : 1;
+}
+
+int store_encode_step(store_encode_t *e, size_t max_objects, term_buf_t *out)
+{
+    if (e->done)
+        return 1;
+    if (out->err)
+        return out->err;
+    store_table_t *t = e->t;
+    if (!t)
+        return encode_finish(e, out);
+    if (e->moves != t->moves) {
+        /* Objects moved across the cursor: some behind it may now lie
+         * ahead (copied twice) and some ahead behind (missed). Start over
+         * and finish now, in one go, so the result is the table as it is. */
+        out->len = e->start + ENCODE_HDR;
+        e->count = 0;
+        e->slot = 0;
+        max_objects = SIZE_MAX;
+        if (term_buf_reserve(out, t->data_bytes + 1) < 0)
+            return -ENOMEM;
+    }
+    /* Bound the empty slots scanned too: a table emptied by deletes keeps
+     * its capacity. */
+    size_t scan = max_objects > SIZE_MAX / 8 ? SIZE_MAX : max_objects * 8;
+    size_t n = 0;
+    for (; e->slot < t->cap && n < max_objects && scan > 0; e->slot++, scan--) {
+        sobj_t *o = slot_obj(t->slots[e->slot]);
+        if (!o)
+            continue;
+        term_buf_append(out, o->data, o->len);
+        if (out->err)
+            return out->err;
+        n++;
+    }
+    e->count += n;
+    if (e->count > UINT32_MAX)
+        return -E2BIG;
+    if (e->slot >= t->cap)
+        return encode_finish(e, out);
+    return 0;
+}
+
+void store_encode_free(store_encode_t *e)
+{
+    if (!e)
+        return;
+    encode_unlink(e);
+    mem_free(e);
 }

@@ -59,6 +59,33 @@ size_t store_table_size(const store_table_t *t);
  * to out, encoded without version byte. */
 int store_tab2list(store_table_t *t, term_buf_t *out);
 
+/* ---- Chunked tab2list ------------------------------------------------- */
+/* A tab2list spread over many calls, so that encoding a big table does not
+ * hold the caller's event loop (DESIGN.md: one loop, long work chunked).
+ *
+ * store_encode_begin() starts the list at out->len (a placeholder header;
+ * out's contents before it are kept). Each store_encode_step() appends up
+ * to max_objects objects to the same out (the caller must not change out's
+ * contents from the start on between steps, though it may move in memory)
+ * and returns 0 while there is more, 1 when the list is complete (out then
+ * holds exactly one proper list from start on, the bytes store_tab2list()
+ * writes when the table did not change in between), or a negative errno
+ * (-ENOMEM; out's contents from start on are then garbage).
+ *
+ * The table may change between steps. The result then holds each key at
+ * most once, whole objects only, every object present and unchanged during
+ * the whole encode, and for the others either their old, their new or no
+ * version (like ets:tab2list/1 against concurrent writers). When objects
+ * may have moved between slots (a resize or a delete), the next step starts
+ * over and finishes in one go: correct, but it holds the caller that once.
+ * A table dropped (or its store freed) during the encode ends it with the
+ * objects copied so far. On success *cursor is new: free it with
+ * store_encode_free(), finished or not, before or after the table is gone. */
+typedef struct store_encode store_encode_t;
+int store_encode_begin(store_table_t *t, term_buf_t *out, store_encode_t **cursor);
+int store_encode_step(store_encode_t *e, size_t max_objects, term_buf_t *out);
+void store_encode_free(store_encode_t *e);
+
 /* Runs ets:Fun(Args...) on s, as a BEAM node would: args is the encoded
  * argument list. On 0, the result term is appended to out. -EINVAL: the call
  * raised error:badarg. -ENOENT: ets has no such function/arity (the caller
