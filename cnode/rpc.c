@@ -1,5 +1,6 @@
 /* rpc.c: erpc's spawn requests and the rex server, on top of node.h.
- * Each call runs at once, on the loop, through rpc_exec; a "process" for
+ * Each call runs at once, on the loop, through rpc_exec, except a tab2list
+ * of a big table, which is encoded a chunk per loop turn; a "process" for
  * erpc is a mailbox that lives from the SPAWN_REPLY to its exit. */
 #include "cnode/rpc.h"
 
@@ -13,8 +14,12 @@
 /* Control message operations (erl_dist_protocol). */
 enum { DOP_SPAWN_REQUEST = 29, DOP_SPAWN_REPLY = 31 };
 
+typedef struct rpc_job rpc_job_t;
+
 struct rpc {
     node_t *node;
+    rpc_job_t *jobs;    /* tab2lists being encoded */
+    int stopping;
     rpc_exec_t *exec;
     node_mbox_t *rex;
     rpc_result_t res;   /* reused by every call */
@@ -61,6 +66,161 @@ static const term_buf_t *reply_with_head(rpc_t *rp, term_buf_t *value)
     memcpy(value->data, h->data, h->len);
     value->len += h->len;
     return value;
+}
+
+/* ---- Chunked tab2list ------------------------------------------------- */
+
+/* A tab2list of at least this many objects is encoded across loop turns,
+ * RPC_CHUNK objects per turn (a few ms), so that ticks and other peers'
+ * calls are served in between (a million objects take ~0.3 s in one go). */
+#define RPC_CHUNK_MIN 50000u
+#define RPC_CHUNK 20000u
+
+enum { JOB_ERPC, JOB_REX_PID, JOB_REX_ALIAS };
+
+/* One deferred reply. buf holds the reply's head ({Ref, return, ...} for
+ * erpc, {Tag, ...} for rex) followed by the list as far as it is encoded:
+ * the reply is sent from it as it is, with no second copy. */
+struct rpc_job {
+    rpc_t *rp;
+    uv_idle_t idle;
+    int kind;
+    node_mbox_t *mb;       /* JOB_ERPC: the "process" that exits with it */
+    term_pid_t to;         /* JOB_REX_PID */
+    term_ref_t alias;      /* JOB_REX_ALIAS */
+    char peer[TERM_ATOM_MAX];
+    char table[TERM_ATOM_MAX];
+    store_encode_t *enc;
+    term_buf_t buf;
+    uint64_t t0;
+    rpc_job_t *next;
+};
+
+static void job_close_cb(uv_handle_t *h)
+{
+    rpc_job_t *j = h->data;
+    term_buf_release(&j->buf);
+    mem_free(j);
+}
+
+/* Unlinks and frees j; an erpc mailbox still open exits with reason, or
+ * 'killed' when reason is NULL (BEAM's reason for a process that died for
+ * a cause it cannot tell). */
+static void job_end(rpc_job_t *j, const void *reason, size_t reason_len)
+{
+    static const char killed[] = { 119, 6, 'k', 'i', 'l', 'l', 'e', 'd' };
+    for (rpc_job_t **p = &j->rp->jobs; *p; p = &(*p)->next) {
+        if (*p == j) {
+            *p = j->next;
+            break;
+        }
+    }
+    if (j->mb)
+        node_mbox_close(j->mb, reason ? reason : killed, reason ? reason_len : sizeof(killed));
+    store_encode_free(j->enc);
+    uv_idle_stop(&j->idle);
+    uv_close((uv_handle_t *)&j->idle, job_close_cb);
+}
+
+static void job_step_cb(uv_idle_t *h)
+{
+    rpc_job_t *j = h->data;
+    rpc_t *rp = j->rp;
+    int rc;
+    if (!node_is_connected(rp->node, j->peer)) {
+        /* Nobody is left to read the answer. */
+        log_info("%s: rpc: ets:tab2list(%s) cancelled: the caller's node is down",
+                 j->peer, j->table);
+        job_end(j, NULL, 0);
+        return;
+    }
+    rc = store_encode_step(j->enc, RPC_CHUNK, &j->buf);
+    if (rc == 0)
+        return;
+    if (rc < 0) {
+        log_warn("%s: rpc: ets:tab2list(%s): %s", j->peer, j->table, strerror(-rc));
+        job_end(j, NULL, 0);
+        return;
+    }
+    uint64_t ms = (uv_hrtime() - j->t0) / 1000000;
+    log_debug("%s: rpc: ets:tab2list(%s): %zu bytes in %llu ms", j->peer, j->table,
+              j->buf.len, (unsigned long long)ms);
+    switch (j->kind) {
+    case JOB_ERPC:
+        node_mbox_close(j->mb, j->buf.data, j->buf.len);
+        j->mb = NULL;
+        break;
+    case JOB_REX_ALIAS:
+        rc = node_alias_send(rp->node, rp->rex, &j->alias, j->buf.data, j->buf.len);
+        break;
+    default:
+        rc = node_send(rp->node, rp->rex, &j->to, j->buf.data, j->buf.len);
+        break;
+    }
+    if (rc < 0)
+        log_warn("%s: rex: reply: %s", j->peer, strerror(-rc));
+    job_end(j, NULL, 0);
+}
+
+/* The table that M:F(Args) lists if it is ets:tab2list/1 of a table big
+ * enough to be chunked, else NULL (the call then runs as any other). */
+static store_table_t *big_tab2list(rpc_t *rp, const char *mod, const char *fun,
+                                   const char *args, size_t args_len, char *name)
+{
+    term_reader_t r;
+    uint32_t n;
+    if (rp->stopping || strcmp(mod, "ets") != 0 || strcmp(fun, "tab2list") != 0)
+        return NULL;
+    term_reader_init(&r, args, args_len);
+    if (term_peek(&r) != TERM_T_LIST || term_get_list(&r, &n) < 0 || n != 1 ||
+        term_get_atom(&r, name) < 0 || term_get_nil(&r) < 0 || r.pos != args_len)
+        return NULL;
+    store_table_t *t = store_table_find(rpc_exec_store(rp->exec), name);
+    if (!t || store_table_size(t) < RPC_CHUNK_MIN)
+        return NULL;
+    return t;
+}
+
+/* Starts the encode of t after the head already in *head (taken over:
+ * *head is left empty). On 0 the job owns mb (may be NULL) and replies
+ * when done; on failure nothing was sent and the caller still owns mb. */
+static int job_start(rpc_t *rp, store_table_t *t, const char *table, const char *peer,
+                     int kind, node_mbox_t *mb, term_buf_t *head, rpc_job_t **out)
+{
+    int rc;
+    if (head->err)
+        return head->err;
+    rpc_job_t *j = mem_calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    j->rp = rp;
+    j->kind = kind;
+    j->t0 = uv_hrtime();
+    snprintf(j->peer, sizeof(j->peer), "%s", peer);
+    snprintf(j->table, sizeof(j->table), "%s", table);
+    j->buf = *head;
+    term_buf_init(head);
+    if ((rc = store_encode_begin(t, &j->buf, &j->enc)) < 0)
+        goto fail;
+    if ((rc = uv_idle_init(node_loop(rp->node), &j->idle)) < 0)
+        goto fail_enc;
+    j->idle.data = j;
+    j->mb = mb;
+    j->next = rp->jobs;
+    rp->jobs = j;
+    if (out)
+        *out = j;
+    /* uv_idle_start() fails only on a closing handle, never here */
+    (void)uv_idle_start(&j->idle, job_step_cb);
+    return 0;
+
+fail_enc:
+    store_encode_free(j->enc);
+fail:
+    *head = j->buf;   /* back to the caller, for reuse */
+    term_buf_reset(head);
+    mem_free(j);
+    return rc;
 }
 
 /* ---- Parsing ---------------------------------------------------------- */
@@ -219,6 +379,18 @@ static void on_spawn_request(rpc_t *rp, const char *peer, const char *ctl, size_
         return;
     }
     rp->calls++;
+    char table[TERM_ATOM_MAX];
+    store_table_t *t;
+    if (q.kind == RPC_SPAWN_CALL &&
+        (t = big_tab2list(rp, q.mod, q.fun, q.args, q.args_len, table)) != NULL) {
+        term_buf_reset(&rp->head);
+        term_put_tuple(&rp->head, 3);
+        term_put_raw(&rp->head, q.ref, q.ref_len);
+        term_put_atom(&rp->head, "return");
+        if (job_start(rp, t, table, peer, JOB_ERPC, mb, &rp->head, NULL) == 0)
+            return;
+        /* out of memory: try the ordinary way */
+    }
     rc = rpc_exec_call(rp->exec, q.mod, q.fun, q.args, q.args_len, &rp->res);
     term_buf_reset(&rp->out);
     if (q.kind == RPC_SPAWN_CAST) {
@@ -307,12 +479,47 @@ static int parse_rex_request(term_reader_t *r, char *kind, char *mod, char *fun,
 
 /* gen:reply/2: a Tag [alias | Alias] or [[alias | Alias] | _] is answered
  * through the alias, anything else by sending to the pid. */
-static int rex_reply(rpc_t *rp, const term_pid_t *to, const char *tag, size_t tag_len)
+static int tag_alias(const char *tag, size_t tag_len, term_ref_t *alias)
 {
     term_reader_t r;
     uint32_t n;
-    term_ref_t alias;
     int use_alias = 0;
+    term_reader_init(&r, tag, tag_len);
+    if (term_peek(&r) == TERM_T_LIST && term_get_list(&r, &n) == 0 && n == 1) {
+        if (is_atom(&r, "alias")) {
+            use_alias = term_get_ref(&r, alias) == 0;
+        } else if (term_peek(&r) == TERM_T_LIST && term_get_list(&r, &n) == 0 && n == 1 &&
+                   is_atom(&r, "alias")) {
+            use_alias = term_get_ref(&r, alias) == 0;
+        }
+    }
+    return use_alias;
+}
+
+/* rex's answer to a big tab2list, deferred: 0 if the job took it. */
+static int rex_start_job(rpc_t *rp, const char *peer, const term_pid_t *to,
+                         const char *tag, size_t tag_len, store_table_t *t,
+                         const char *table)
+{
+    term_ref_t alias;
+    rpc_job_t *j = NULL;
+    int use_alias = tag_alias(tag, tag_len, &alias);
+    term_buf_reset(&rp->head);
+    term_put_tuple(&rp->head, 2);
+    term_put_raw(&rp->head, tag, tag_len);
+    int rc = job_start(rp, t, table, peer, use_alias ? JOB_REX_ALIAS : JOB_REX_PID, NULL,
+                       &rp->head, &j);
+    if (rc == 0 && j) {
+        j->to = *to;
+        j->alias = alias;
+    }
+    return rc;
+}
+
+static int rex_reply(rpc_t *rp, const term_pid_t *to, const char *tag, size_t tag_len)
+{
+    term_ref_t alias;
+    int use_alias;
     const term_buf_t *b = &rp->out;
 
     if (rp->res.cls == RPC_RETURN && rp->res.value.len > RPC_IN_PLACE) {
@@ -329,15 +536,7 @@ static int rex_reply(rpc_t *rp, const term_pid_t *to, const char *tag, size_t ta
         if (rp->out.err)
             return rp->out.err;
     }
-    term_reader_init(&r, tag, tag_len);
-    if (term_peek(&r) == TERM_T_LIST && term_get_list(&r, &n) == 0 && n == 1) {
-        if (is_atom(&r, "alias")) {
-            use_alias = term_get_ref(&r, &alias) == 0;
-        } else if (term_peek(&r) == TERM_T_LIST && term_get_list(&r, &n) == 0 && n == 1 &&
-                   is_atom(&r, "alias")) {
-            use_alias = term_get_ref(&r, &alias) == 0;
-        }
-    }
+    use_alias = tag_alias(tag, tag_len, &alias);
     if (use_alias)
         return node_alias_send(rp->node, rp->rex, &alias, b->data, b->len);
     return node_send(rp->node, rp->rex, to, b->data, b->len);
@@ -378,6 +577,12 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m)
             (strcmp(kind, "call") != 0 && strcmp(kind, "block_call") != 0))
             goto ignore; /* rex ignores other calls (noreply) */
         rp->calls++;
+        char table[TERM_ATOM_MAX];
+        store_table_t *t = big_tab2list(rp, mod, fun, args, args_len, table);
+        /* a local caller has no connection to watch: it is served at once */
+        if (t && m->peer && strcmp(m->peer, node_name(rp->node)) != 0 &&
+            rex_start_job(rp, m->peer, &from, tag, tag_len, t, table) == 0)
+            return;
         rc = rpc_exec_call(rp->exec, mod, fun, args, args_len, &rp->res);
         if (rc < 0)
             goto internal;
@@ -436,6 +641,9 @@ static void rpc_on_shutdown(node_t *n, void *data)
 {
     rpc_t *rp = data;
     (void)n;
+    rp->stopping = 1;
+    while (rp->jobs)
+        job_end(rp->jobs, NULL, 0);
     if (rp->rex) {
         node_mbox_close(rp->rex, NULL, 0);
         rp->rex = NULL;
@@ -484,6 +692,8 @@ void rpc_free(rpc_t *rp)
 {
     if (!rp)
         return;
+    /* Jobs end at node_stop(); their handles are closed by the loop's
+     * last run, which comes before this. */
     rpc_result_release(&rp->res);
     term_buf_release(&rp->out);
     term_buf_release(&rp->head);

@@ -82,6 +82,11 @@ int rpc_exec_new(store_t *s, const char *node_name, const char *version,
     return 0;
 }
 
+store_t *rpc_exec_store(rpc_exec_t *x)
+{
+    return x->store;
+}
+
 void rpc_exec_free(rpc_exec_t *x)
 {
     if (!x)

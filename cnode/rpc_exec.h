@@ -63,6 +63,9 @@ int rpc_exec_new(store_t *s, const char *node_name, const char *version,
                  rpc_exec_t **out);
 void rpc_exec_free(rpc_exec_t *x);
 
+/* The store x runs calls on (borrowed). */
+store_t *rpc_exec_store(rpc_exec_t *x);
+
 /* Registers a hook; NULL cb removes it. Without a nodes hook, erlang:nodes
  * answers []; without an info hook etsd:info/0 has only its own entries;
  * without an insert hook etsd:insert/2 only stores; without sync/snapshot

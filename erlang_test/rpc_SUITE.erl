@@ -13,7 +13,10 @@
          timed_out_caller_leaves_etsd_serving/1,
          etsd_module_and_erlang_health_calls/1,
          tab2file_on_etsd_loads_on_beam/1,
-         large_tab2list_lets_other_callers_through/1]).
+         large_tab2list_lets_other_callers_through/1,
+         other_node_is_served_during_large_tab2list/1,
+         large_tab2list_under_concurrent_writes_lists_each_key_once/1,
+         large_tab2list_of_caller_gone_leaves_etsd_serving/1]).
 -export([own_table/2]).
 
 suite() -> [{timetrap, {seconds, 60}}].
@@ -24,7 +27,10 @@ all() ->
      multicall_over_cluster_includes_etsd, exceptions_match_beam_peer,
      spawn_of_other_mfa_gets_error_not_hang, timed_out_caller_leaves_etsd_serving,
      etsd_module_and_erlang_health_calls, tab2file_on_etsd_loads_on_beam,
-     large_tab2list_lets_other_callers_through].
+     large_tab2list_lets_other_callers_through,
+     other_node_is_served_during_large_tab2list,
+     large_tab2list_under_concurrent_writes_lists_each_key_once,
+     large_tab2list_of_caller_gone_leaves_etsd_serving].
 
 init_per_testcase(Case, Config) ->
     E = etsd_test_lib:start_etsd(#{config => Config, name => atom_to_list(Case)}),
@@ -247,4 +253,110 @@ large_tab2list_lets_other_callers_through(Config) ->
     Small = [erpc:call(N, ets, lookup, [t1, <<"user7@example.com">>]) || _ <- lists:seq(1, 50)],
     50 = length([x || [{_, <<"token">>, 7}] <- Small]),
     [receive {big, Count} -> ok after 30000 -> ct:fail(big_tab2list) end || _ <- Big],
+    pong = net_adm:ping(N).
+
+%% ---- a tab2list too big for one loop turn --------------------------------
+
+user(I) -> {<<"user", (integer_to_binary(I))/binary, "@example.com">>, <<"token">>, I}.
+
+fill(N, Tab, Count) ->
+    new_table(N, Tab),
+    [true = rpc:call(N, etsd, insert, [Tab, [user(I) || I <- lists:seq(B, B + 9999)]])
+     || B <- lists:seq(1, Count, 10000)],
+    Count = rpc:call(N, ets, info, [Tab, size]),
+    ok.
+
+%% Calls erlang:node/0 on etsd in a loop from a process on node Peer and
+%% reports each answer to Parent as {answer, Seq}, until told to stop.
+pinger(Peer, N, Parent) ->
+    spawn(Peer, fun() -> ping_loop(N, Parent, 1) end).
+
+ping_loop(N, Parent, Seq) ->
+    N = erpc:call(N, erlang, node, []),
+    Parent ! {answer, Seq},
+    receive stop -> ok after 0 -> ping_loop(N, Parent, Seq + 1) end.
+
+%% Counts the {answer, _} messages that arrive before {big, Result}.
+answers_until_big(Acc) ->
+    receive
+        {answer, _} -> answers_until_big(Acc + 1);
+        {big, Result} -> {Acc, Result}
+    after 30000 -> ct:fail(big_tab2list_never_answered)
+    end.
+
+flush_answers() ->
+    receive {answer, _} -> flush_answers() after 0 -> ok end.
+
+%% etsd encodes a big table a chunk per loop turn: a third node's calls keep
+%% being answered while the list is encoded and sent, and the list is right.
+other_node_is_served_during_large_tab2list(Config) ->
+    N = enode(Config),
+    Count = 300000,
+    fill(N, t1, Count),
+    {P, PN} = peer(other),
+    Self = self(),
+    Pinger = pinger(PN, N, Self),
+    %% the other node is being served before the big call starts
+    receive {answer, _} -> ok after 10000 -> ct:fail(no_answer) end,
+    flush_answers(),
+    spawn_link(fun() -> Self ! {big, erpc:call(N, ets, tab2list, [t1])} end),
+    {During, List} = answers_until_big(0),
+    Pinger ! stop,
+    ct:pal("answers to the other node during the tab2list: ~p", [During]),
+    true = During >= 5,
+    Want = lists:sort([user(I) || I <- lists:seq(1, Count)]),
+    Want = lists:sort(List),
+    %% and through rex (rpc:call is a gen_server call to rex)
+    Want = lists:sort(rpc:call(N, ets, tab2list, [t1])),
+    peer:stop(P),
+    [{peer, P} | Config].
+
+%% Writers change the table while it is being listed: every key appears at
+%% most once, whole, and every object nobody touched is there.
+large_tab2list_under_concurrent_writes_lists_each_key_once(Config) ->
+    N = enode(Config),
+    Count = 200000,
+    fill(N, t1, Count),
+    Self = self(),
+    Writer = spawn_link(fun() -> write_loop(N, Count + 1) end),
+    Big = fun(Call) ->
+              spawn_link(fun() -> Self ! {big, Call(N, ets, tab2list, [t1])} end),
+              receive {big, L} -> L after 30000 -> ct:fail(big_tab2list) end
+          end,
+    Lists = [Big(fun erpc:call/4), Big(fun rpc:call/4), Big(fun erpc:call/4)],
+    unlink(Writer),
+    exit(Writer, kill),
+    Untouched = [user(I) || I <- lists:seq(1001, Count)],
+    [begin
+         Keys = [element(1, O) || O <- L],
+         true = length(Keys) =:= length(lists:usort(Keys)),
+         true = lists:all(fun({<<_/binary>>, <<"token">>, I}) -> is_integer(I);
+                             ({<<_/binary>>, <<"new">>, I}) -> is_integer(I);
+                             (_) -> false
+                          end, L),
+         Set = maps:from_list([{O, true} || O <- L]),
+         true = lists:all(fun(O) -> maps:is_key(O, Set) end, Untouched)
+     end || L <- Lists],
+    ok.
+
+%% Overwrites keys 1..1000, deletes and re-adds some of them, and adds new
+%% keys (which resizes the table now and then), in a loop.
+write_loop(N, Next) ->
+    K = rand:uniform(1000),
+    {Key, _, _} = user(K),
+    true = rpc:call(N, etsd, insert, [t1, [{Key, <<"new">>, Next}, user(Next)]]),
+    true = rpc:call(N, ets, delete, [t1, element(1, user(rand:uniform(1000)))]),
+    write_loop(N, Next + 1).
+
+%% The caller's node goes away while its big tab2list is encoded: etsd
+%% drops the work and keeps serving.
+large_tab2list_of_caller_gone_leaves_etsd_serving(Config) ->
+    N = enode(Config),
+    Count = 300000,
+    fill(N, t1, Count),
+    {P, PN} = peer(gone),
+    [spawn(PN, fun() -> catch erpc:call(N, ets, tab2list, [t1]) end) || _ <- [1, 2, 3]],
+    peer:stop(P),
+    N = erpc:call(N, erlang, node, []),
+    Count = length(erpc:call(N, ets, tab2list, [t1])),
     pong = net_adm:ping(N).
