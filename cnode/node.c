@@ -918,6 +918,80 @@ void node_mbox_close(node_mbox_t *mb, const void *reason, size_t reason_len)
         mbox_free(mb);
 }
 
+/* The control tuple of mb's exit signal up to its reason, when that is
+ * the only remote signal it sends (one remote monitor, no links), so
+ * that the frame can be built in front of a reason the caller already
+ * holds. 0 with the monitor in *mon, or -1. */
+static int exit_ctl_prefix(node_mbox_t *mb, term_buf_t *ctl, mon_in_t **mon)
+{
+    node_t *n = mb->node;
+    mon_in_t *m = mb->mons;
+    if (mb->closed || !m || m->next || mb->links || n->stopping ||
+        strcmp(m->watcher.node, n->name) == 0)
+        return -1;
+    term_put_tuple(ctl, 5);
+    term_put_long(ctl, DOP_MONITOR_P_EXIT);
+    put_pid_or_name(ctl, m->by_name ? NULL : &mb->pid, mb->name);
+    term_put_pid(ctl, &m->watcher);
+    term_put_ref(ctl, &m->ref);
+    if (ctl->err)
+        return -1;
+    *mon = m;
+    return 0;
+}
+
+/* Frame head: 4-byte length, pass-through, version (dist_encode()). */
+#define EXIT_FRAME_HEAD 6
+
+size_t node_mbox_exit_headroom(node_mbox_t *mb)
+{
+    term_buf_t ctl;
+    mon_in_t *m;
+    size_t room = 0;
+    term_buf_init(&ctl);
+    if (exit_ctl_prefix(mb, &ctl, &m) == 0)
+        room = EXIT_FRAME_HEAD + ctl.len;
+    term_buf_release(&ctl);
+    return room;
+}
+
+void node_mbox_close_buf(node_mbox_t *mb, term_buf_t *b, size_t off)
+{
+    term_buf_t ctl;
+    mon_in_t *m;
+    peer_t *p;
+    if (!mb || mb->closed)
+        return;
+    node_t *n = mb->node;
+    term_buf_init(&ctl);
+    if (b->err || off > b->len || exit_ctl_prefix(mb, &ctl, &m) < 0 ||
+        EXIT_FRAME_HEAD + ctl.len != off || b->len - 4 > UINT32_MAX ||
+        peer_for(n, m->watcher.node, &p) < 0) {
+        /* the general way, with a copy */
+        term_buf_release(&ctl);
+        node_mbox_close(mb, b->data + off, b->len - off);
+        return;
+    }
+    /* Detached first: node_mbox_close() then does the rest (local
+     * monitors, monitors it placed) without signalling it a second time. */
+    mb->mons = NULL;
+    node_mbox_close(mb, b->data + off, b->len - off);
+    unsigned char *h = (unsigned char *)b->data;
+    uint32_t total = (uint32_t)(b->len - 4);
+    h[0] = (unsigned char)(total >> 24);
+    h[1] = (unsigned char)(total >> 16);
+    h[2] = (unsigned char)(total >> 8);
+    h[3] = (unsigned char)total;
+    h[4] = DIST_PASS_THROUGH;
+    h[5] = TERM_VERSION_MAGIC;
+    memcpy(h + EXIT_FRAME_HEAD, ctl.data, ctl.len);
+    /* conn_send() takes the buffer (both go through mem.h) */
+    (void)conn_send(p->conn, b->data, b->len);
+    term_buf_init(b);
+    term_buf_release(&ctl);
+    mem_free(m);
+}
+
 /* ---- Incoming control messages ------------------------------------------- */
 
 static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)

@@ -155,6 +155,18 @@ node_t *node_mbox_node(const node_mbox_t *mb);
  * callback runs for it afterwards. */
 void node_mbox_close(node_mbox_t *mb, const void *reason, size_t reason_len);
 
+/* node_mbox_close() for a big reason, without copying it: reason is the
+ * term in b->data[off..b->len), and the off bytes before it are free.
+ * When off equals node_mbox_exit_headroom(mb) (asked before building b,
+ * and still true: the monitors did not change), the exit frame is built
+ * in those bytes and b's data is handed to the connection (b is left
+ * empty); otherwise this is node_mbox_close() and b is left as it was.
+ * Either way the caller still releases b. */
+void node_mbox_close_buf(node_mbox_t *mb, term_buf_t *b, size_t off);
+/* Bytes node_mbox_close_buf() needs in front of the reason, or 0 when mb
+ * has other than exactly one remote monitor (then it copies anyway). */
+size_t node_mbox_exit_headroom(node_mbox_t *mb);
+
 /* Records that pid `watcher` monitors mb under ref, as if MONITOR_P had
  * arrived (rpc uses it for spawn_request's monitor option, with the
  * request id as ref). */
