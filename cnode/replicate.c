@@ -48,6 +48,12 @@ typedef struct rep_push {
     char *node;
     int tries;
     uv_timer_t timer;
+    uv_idle_t idle;        /* runs the encode a chunk per loop turn */
+    int handles;           /* still to be closed before it is freed */
+    store_encode_t *enc;   /* non-NULL while the table is being encoded */
+    term_buf_t buf;        /* {sync, List, ... as far as it is encoded */
+    size_t objects;        /* the table's size when the encode began */
+    uint64_t t0;
     struct rep_push *next;
 } rep_push_t;
 
@@ -472,40 +478,25 @@ static int pull(replicate_t *r, const char *peer, rexc_cb cb)
 
 /* ---- Push: {sync, Table, node()} to one node -------------------------- */
 
-/* 0 when sent (or nothing to send), -ENOENT when the node's members are not
- * known yet. */
-static int push_now(replicate_t *r, const char *peer)
-{
-    term_buf_t b;
-    uint64_t t0 = now_ms(r);
-    size_t n = store_table_size(r->tab);
-    int rc;
-
-    if (n == 0)
-        return 0;
-    term_buf_init(&b);
-    term_put_tuple(&b, 3);
-    term_put_atom(&b, "sync");
-    rc = store_tab2list(r->tab, &b);
-    term_put_atom(&b, node_name(r->node));
-    if (rc == 0)
-        rc = b.err;
-    if (rc == 0)
-        rc = pubsub_send_node(r->ps, peer, r->cfg->topic_sync, b.data, b.len);
-    if (rc == 0)
-        log_info("%s: sync: sent %zu objects (%zu bytes) in %llu ms", peer, n, b.len,
-                 (unsigned long long)(now_ms(r) - t0));
-    else if (rc != -ENOENT)
-        log_warn("%s: sync: not sent: %s", peer, uv_strerror(rc));
-    term_buf_release(&b);
-    return rc == -ENOENT ? rc : 0;
-}
+/* A sync push encodes the table PUSH_CHUNK objects per loop turn: a
+ * million objects in one go held the loop (ticks, every peer) ~0.3 s. */
+#define PUSH_CHUNK 20000u
 
 static void push_closed_cb(uv_handle_t *h)
 {
     rep_push_t *p = h->data;
+    if (--p->handles > 0)
+        return;
     mem_free(p->node);
     mem_free(p);
+}
+
+static void push_stop_encode(rep_push_t *p)
+{
+    uv_idle_stop(&p->idle);
+    store_encode_free(p->enc);
+    p->enc = NULL;
+    term_buf_release(&p->buf);
 }
 
 static void push_drop(replicate_t *r, rep_push_t *p)
@@ -516,26 +507,90 @@ static void push_drop(replicate_t *r, rep_push_t *p)
             break;
         }
     }
+    push_stop_encode(p);
     uv_timer_stop(&p->timer);
     uv_close((uv_handle_t *)&p->timer, push_closed_cb);
+    uv_close((uv_handle_t *)&p->idle, push_closed_cb);
 }
 
-static void push_timer_cb(uv_timer_t *t)
-{
-    rep_push_t *p = t->data;
-    replicate_t *r = p->r;
+static void push_timer_cb(uv_timer_t *t);
 
-    if (!node_is_connected(r->node, p->node)) {
-        push_drop(r, p);
-        return;
-    }
-    if (push_now(r, p->node) == -ENOENT && ++p->tries < PUSH_RETRIES) {
+/* The list is complete: {sync, List, node()} goes to the node's PubSub. */
+static void push_send(replicate_t *r, rep_push_t *p)
+{
+    int rc;
+    term_put_atom(&p->buf, node_name(r->node));
+    rc = p->buf.err;
+    if (rc == 0)
+        rc = pubsub_send_node(r->ps, p->node, r->cfg->topic_sync, p->buf.data, p->buf.len);
+    if (rc == 0)
+        log_info("%s: sync: sent %zu objects (%zu bytes) in %llu ms", p->node, p->objects,
+                 p->buf.len, (unsigned long long)(now_ms(r) - p->t0));
+    else if (rc != -ENOENT)
+        log_warn("%s: sync: not sent: %s", p->node, uv_strerror(rc));
+    push_stop_encode(p);
+    /* -ENOENT: the node's members are not known yet; encoded again later,
+     * with what the table holds then. */
+    if (rc == -ENOENT && ++p->tries < PUSH_RETRIES) {
         uv_timer_start(&p->timer, push_timer_cb, PUSH_RETRY_MS, 0);
         return;
     }
     if (p->tries >= PUSH_RETRIES)
         log_info("%s: sync: no PubSub members there; not sent", p->node);
     push_drop(r, p);
+}
+
+static void push_idle_cb(uv_idle_t *h)
+{
+    rep_push_t *p = h->data;
+    replicate_t *r = p->r;
+    if (!node_is_connected(r->node, p->node)) {
+        push_drop(r, p);
+        return;
+    }
+    int rc = store_encode_step(p->enc, PUSH_CHUNK, &p->buf);
+    if (rc == 0)
+        return;
+    if (rc < 0) {
+        log_warn("%s: sync: not sent: %s", p->node, uv_strerror(rc));
+        push_drop(r, p);
+        return;
+    }
+    push_send(r, p);
+}
+
+static void push_timer_cb(uv_timer_t *t)
+{
+    rep_push_t *p = t->data;
+    replicate_t *r = p->r;
+    int rc;
+
+    if (!node_is_connected(r->node, p->node)) {
+        push_drop(r, p);
+        return;
+    }
+    /* An encode under way sends the table as it is when it ends. */
+    if (p->enc)
+        return;
+    p->objects = store_table_size(r->tab);
+    if (p->objects == 0) {
+        push_drop(r, p);
+        return;
+    }
+    p->t0 = now_ms(r);
+    term_buf_init(&p->buf);
+    term_put_tuple(&p->buf, 3);
+    term_put_atom(&p->buf, "sync");
+    rc = p->buf.err;
+    if (rc == 0)
+        rc = store_encode_begin(r->tab, &p->buf, &p->enc);
+    if (rc < 0) {
+        log_warn("%s: sync: not sent: %s", p->node, uv_strerror(rc));
+        push_drop(r, p);
+        return;
+    }
+    /* uv_idle_start() fails only on a closing handle, never here */
+    (void)uv_idle_start(&p->idle, push_idle_cb);
 }
 
 static void push_later(replicate_t *r, const char *peer, unsigned delay_ms)
@@ -554,7 +609,11 @@ static void push_later(replicate_t *r, const char *peer, unsigned delay_ms)
     }
     p->r = r;
     uv_timer_init(node_loop(r->node), &p->timer);
+    uv_idle_init(node_loop(r->node), &p->idle);
     p->timer.data = p;
+    p->idle.data = p;
+    p->handles = 2;
+    term_buf_init(&p->buf);
     p->next = r->pushes;
     r->pushes = p;
     uv_timer_start(&p->timer, push_timer_cb, delay_ms, 0);
