@@ -30,6 +30,7 @@ struct store_encode {
     size_t slot;          /* next slot to copy */
     uint64_t moves;       /* t->moves when the cursor was last valid */
     size_t count;         /* objects appended so far */
+    unsigned restarts;    /* times objects moved under it */
     int done;
     store_encode_t *next; /* in t->encoders */
 };
@@ -923,6 +924,7 @@ int store_tab2list(store_table_t *t, term_buf_t *out)
  * written as a placeholder at the start and patched at the end, when the
  * number of objects actually copied is known. */
 #define ENCODE_HDR 5
+#define ENCODE_RESTARTS 2
 
 int store_encode_begin(store_table_t *t, term_buf_t *out, store_encode_t **cursor)
 {
@@ -991,12 +993,15 @@ int store_encode_step(store_encode_t *e, size_t max_objects, term_buf_t *out)
         return encode_finish(e, out);
     if (e->moves != t->moves) {
         /* Objects moved across the cursor: some behind it may now lie
-         * ahead (copied twice) and some ahead behind (missed). Start over
-         * and finish now, in one go, so the result is the table as it is. */
+         * ahead (copied twice) and some ahead behind (missed). Start over;
+         * after ENCODE_RESTARTS such restarts, finish in one go, so that
+         * a steady stream of deletes cannot keep the encode from ending. */
         out->len = e->start + ENCODE_HDR;
         e->count = 0;
         e->slot = 0;
-        max_objects = SIZE_MAX;
+        e->moves = t->moves;
+        if (++e->restarts > ENCODE_RESTARTS)
+            max_objects = SIZE_MAX;
         if (term_buf_reserve(out, t->data_bytes + 1) < 0)
             return -ENOMEM;
     }

@@ -77,7 +77,8 @@ int store_tab2list(store_table_t *t, term_buf_t *out);
  * the whole encode, and for the others either their old, their new or no
  * version (like ets:tab2list/1 against concurrent writers). When objects
  * may have moved between slots (a resize or a delete), the next step starts
- * over and finishes in one go: correct, but it holds the caller that once.
+ * over; the third time, it finishes in one go: correct, but it holds the
+ * caller that once.
  * A table dropped (or its store freed) during the encode ends it with the
  * objects copied so far. On success *cursor is new: free it with
  * store_encode_free(), finished or not, before or after the table is gone. */
