@@ -426,49 +426,11 @@ static uint32_t var_slot(match_spec_t *ms, uint32_t x)
     return UINT32_MAX;
 }
 
-/* Whether a term holds anything a pattern treats specially: '_', '$N',
- * or a map (maps match by subset, never by equality). */
-static int has_pattern_parts(const unsigned char *p, size_t len, int depth)
-{
-    if (depth > TERM_MAX_DEPTH)
-        return 1;
-    mv_t v = mv_of(p, len);
-    if (atom_is(v, "_") || var_number(v) >= 0)
-        return 1;
-    term_reader_t r;
-    term_reader_init(&r, p, len);
-    uint32_t n;
-    const char *e;
-    size_t elen;
-    switch (term_peek(&r)) {
-    case TERM_T_MAP:
-        return 1;
-    case TERM_T_TUPLE:
-    case TERM_T_LIST:
-        if (p[0] == STORE_TAG_LIST) {
-            if (term_get_list(&r, &n) < 0 || n == UINT32_MAX)
-                return 1;
-            n++;   /* the tail */
-        } else if (term_get_tuple(&r, &n) < 0) {
-            return 1;
-        }
-        for (uint32_t i = 0; i < n; i++) {
-            if (term_get_any(&r, &e, &elen) < 0)
-                return 1;
-            if (has_pattern_parts((const unsigned char *)e, elen, depth + 1))
-                return 1;
-        }
-        return 0;
-    default:
-        return 0;
-    }
-}
-
-static mnode_t *compile_pat(match_spec_t *ms, const unsigned char *p, size_t len,
-                            int depth, int *err);
-
-/* Whether a term holds '_' or '$N' anywhere (map values included). */
-static int has_vars(const unsigned char *p, size_t len, int depth)
+/* Whether a term holds '_' or '$N' anywhere. With map_is_part, any map
+ * counts too: in a pattern maps match by subset, never by equality, so a
+ * pattern holding one cannot be treated as a literal. Without it, maps are
+ * searched like tuples (keys and values). */
+static int scan_vars(const unsigned char *p, size_t len, int depth, int map_is_part)
 {
     if (depth > TERM_MAX_DEPTH)
         return 1;
@@ -488,9 +450,11 @@ static int has_vars(const unsigned char *p, size_t len, int depth)
     case TERM_T_LIST:
         if (term_get_list(&r, &n) < 0 || n == UINT32_MAX)
             return 1;
-        n++;
+        n++;   /* the tail */
         break;
     case TERM_T_MAP:
+        if (map_is_part)
+            return 1;
         if (term_get_map(&r, &n) < 0 || n > UINT32_MAX / 2)
             return 1;
         n *= 2;
@@ -501,11 +465,27 @@ static int has_vars(const unsigned char *p, size_t len, int depth)
     for (uint32_t i = 0; i < n; i++) {
         if (term_get_any(&r, &e, &elen) < 0)
             return 1;
-        if (has_vars((const unsigned char *)e, elen, depth + 1))
+        if (scan_vars((const unsigned char *)e, elen, depth + 1, map_is_part))
             return 1;
     }
     return 0;
 }
+
+/* Whether a term holds anything a pattern treats specially: '_', '$N',
+ * or a map. */
+static int has_pattern_parts(const unsigned char *p, size_t len, int depth)
+{
+    return scan_vars(p, len, depth, 1);
+}
+
+/* Whether a term holds '_' or '$N' anywhere (map keys and values included). */
+static int has_vars(const unsigned char *p, size_t len, int depth)
+{
+    return scan_vars(p, len, depth, 0);
+}
+
+static mnode_t *compile_pat(match_spec_t *ms, const unsigned char *p, size_t len,
+                            int depth, int *err);
 
 static mnode_t *lit_node(match_spec_t *ms, nkind_t kind, const unsigned char *p,
                          size_t len, int *err)
