@@ -57,10 +57,18 @@ stop_etsd({_, OsPid, Port}) ->
     os:cmd("kill -TERM " ++ integer_to_list(OsPid)),
     receive {Port, {exit_status, _}} -> ok after 5000 -> os:cmd("kill -9 " ++ integer_to_list(OsPid)) end.
 
-poll(F) ->
+%% Waits until F() is true; after 120 s the run stops with the condition
+%% that never held, rather than hanging.
+poll(F) -> poll(F, erlang:monotonic_time(millisecond) + 120000).
+
+poll(F, Deadline) ->
     case catch F() of
         true -> ok;
-        _ -> receive after 5 -> poll(F) end
+        Other ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> erlang:error({bench_condition_never_held, F, Other});
+                false -> receive after 5 -> poll(F, Deadline) end
+            end
     end.
 
 now_ms() -> erlang:monotonic_time(microsecond) / 1000.
