@@ -7,7 +7,6 @@
  * ['$end_of_table', [{count, N}, {md5, Digest}]] (stdlib's ets.erl). */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
