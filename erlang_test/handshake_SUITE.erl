@@ -141,9 +141,16 @@ wrong_cookie_refused_incoming(Config) ->
     E = #{node := Node} = etsd_test_lib:start_etsd(#{config => Config, name => "hs_badin",
                                                     cookie => 'not_the_cookie',
                                                     wait => epmd}),
-    pang = net_adm:ping(Node),
-    false = lists:member(Node, nodes(connected)),
+    %% A fresh peer with the test run's cookie knocks, so no connection
+    %% state left in this test node by earlier cases takes part.
+    {ok, Knocker, _} = peer:start_link(#{name => etsd_test_lib:unique_name("hs_badin_knock"),
+                                         host => "127.0.0.1", longnames => true,
+                                         connection => standard_io,
+                                         args => ["-setcookie", atom_to_list(erlang:get_cookie())]}),
+    pang = peer:call(Knocker, net_adm, ping, [Node]),
+    false = lists:member(Node, peer:call(Knocker, erlang, nodes, [connected])),
     etsd_test_lib:await_log(E, "handshake failed: wrong cookie", 5000),
+    peer:stop(Knocker),
     %% etsd is still up and serves a node with the right cookie.
     {ok, Peer, _} = peer:start_link(#{name => etsd_test_lib:unique_name("hs_badin_ok"),
                                       host => "127.0.0.1", longnames => true,
