@@ -178,22 +178,6 @@ const term_pid_t *node_mbox_pid(const node_mbox_t *mb) { return &mb->pid; }
 const char *node_mbox_name(const node_mbox_t *mb) { return mb->name; }
 node_t *node_mbox_node(const node_mbox_t *mb) { return mb->node; }
 
-static int pid_eq(const term_pid_t *a, const term_pid_t *b)
-{
-    return a->num == b->num && a->serial == b->serial && a->creation == b->creation &&
-           strcmp(a->node, b->node) == 0;
-}
-
-static int ref_eq(const term_ref_t *a, const term_ref_t *b)
-{
-    if (a->len != b->len || a->creation != b->creation || strcmp(a->node, b->node) != 0)
-        return 0;
-    for (int i = 0; i < a->len && i < 5; i++)
-        if (a->n[i] != b->n[i])
-            return 0;
-    return 1;
-}
-
 int node_is_local_pid(node_t *n, const term_pid_t *pid)
 {
     return pid->creation == n->creation && strcmp(pid->node, n->name) == 0;
@@ -356,7 +340,7 @@ static node_mbox_t *find_alias(node_t *n, const term_ref_t *ref)
     for (size_t i = 0; i < n->pidtab_size; i++)
         for (node_mbox_t *mb = n->pidtab[i]; mb; mb = mb->hnext)
             for (alias_ent_t *a = mb->aliases; a; a = a->next)
-                if (!mb->closed && ref_eq(&a->ref, ref))
+                if (!mb->closed && term_ref_eq(&a->ref, ref))
                     return mb;
     return NULL;
 }
@@ -483,7 +467,7 @@ int node_mbox_add_monitor(node_mbox_t *mb, const term_pid_t *watcher, const term
 int node_mbox_add_link(node_mbox_t *mb, const term_pid_t *pid)
 {
     for (link_ent_t *l = mb->links; l; l = l->next)
-        if (pid_eq(&l->pid, pid))
+        if (term_pid_eq(&l->pid, pid))
             return 0;
     link_ent_t *l = mem_calloc(1, sizeof *l);
     if (!l)
@@ -497,7 +481,7 @@ int node_mbox_add_link(node_mbox_t *mb, const term_pid_t *pid)
 static int remove_link(node_mbox_t *mb, const term_pid_t *pid)
 {
     for (link_ent_t **pp = &mb->links; *pp; pp = &(*pp)->next) {
-        if (pid_eq(&(*pp)->pid, pid)) {
+        if (term_pid_eq(&(*pp)->pid, pid)) {
             link_ent_t *l = *pp;
             *pp = l->next;
             mem_free(l);
@@ -818,7 +802,7 @@ int node_monitor(node_t *n, node_mbox_t *watcher, const term_pid_t *pid,
 static mon_out_t *take_mon_out(node_t *n, const term_ref_t *ref)
 {
     for (mon_out_t **pp = &n->mons_out; *pp; pp = &(*pp)->next) {
-        if (ref_eq(&(*pp)->ref, ref)) {
+        if (term_ref_eq(&(*pp)->ref, ref)) {
             mon_out_t *m = *pp;
             *pp = m->next;
             return m;
@@ -855,7 +839,7 @@ static void fire_local_monitors(node_t *n, node_mbox_t *mb, const void *reason,
         mon_out_t *m = *pp;
         int hit = strcmp(m->node, n->name) == 0 &&
                   (m->by_name ? (mb->name && strcmp(m->name, mb->name) == 0)
-                              : pid_eq(&m->pid, &mb->pid));
+                              : term_pid_eq(&m->pid, &mb->pid));
         if (hit) {
             *pp = m->next;
             deliver_down(n, m, reason, reason_len);
@@ -1112,7 +1096,7 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
         mb = m.has_to_pid ? find_pid(n, &m.to_pid) : find_name(n, m.to_name);
         if (mb) {
             for (mon_in_t **pp = &mb->mons; *pp; pp = &(*pp)->next) {
-                if (ref_eq(&(*pp)->ref, &m.ref)) {
+                if (term_ref_eq(&(*pp)->ref, &m.ref)) {
                     mon_in_t *x = *pp;
                     *pp = x->next;
                     mem_free(x);

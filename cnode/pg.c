@@ -54,22 +54,6 @@ struct pg {
     void *sync_data;
 };
 
-static int pid_eq(const term_pid_t *a, const term_pid_t *b)
-{
-    return a->num == b->num && a->serial == b->serial &&
-           a->creation == b->creation && strcmp(a->node, b->node) == 0;
-}
-
-static int ref_eq(const term_ref_t *a, const term_ref_t *b)
-{
-    if (a->len != b->len || a->creation != b->creation)
-        return 0;
-    for (int i = 0; i < a->len; i++)
-        if (a->n[i] != b->n[i])
-            return 0;
-    return strcmp(a->node, b->node) == 0;
-}
-
 /* ---- Group sets ------------------------------------------------------ */
 
 static pg_group_t *groups_find(pg_groups_t *gs, const char *name)
@@ -120,7 +104,7 @@ static int group_add(pg_group_t *g, const term_pid_t *pid)
 static void group_del(pg_group_t *g, const term_pid_t *pid)
 {
     for (size_t i = 0; i < g->n; i++) {
-        if (pid_eq(&g->pids[i], pid)) {
+        if (term_pid_eq(&g->pids[i], pid)) {
             memmove(&g->pids[i], &g->pids[i + 1], (g->n - i - 1) * sizeof *g->pids);
             g->n--;
             return;
@@ -143,7 +127,7 @@ static void groups_release(pg_groups_t *gs)
 static pg_peer_t *peer_find(pg_t *pg, const term_pid_t *pid)
 {
     for (pg_peer_t *p = pg->peers; p; p = p->next)
-        if (pid_eq(&p->pid, pid))
+        if (term_pid_eq(&p->pid, pid))
             return p;
     return NULL;
 }
@@ -563,7 +547,7 @@ static int handle_down(pg_t *pg, term_reader_t *r)
     if (term_peek(r) == TERM_T_ATOM)
         (void)term_get_atom(r, reason);
     for (pg_peer_t *peer = pg->peers; peer; peer = peer->next) {
-        if (!peer->monitored || !ref_eq(&peer->mon, &ref))
+        if (!peer->monitored || !term_ref_eq(&peer->mon, &ref))
             continue;
         char node[TERM_ATOM_MAX];
         snprintf(node, sizeof node, "%s", peer->pid.node);

@@ -24,17 +24,9 @@ struct rexc {
     node_mbox_t *mb;
     rexc_call_t *calls;
     size_t npending;
+    rexc_other_cb other;
+    void *other_data;
 };
-
-static int ref_eq(const term_ref_t *a, const term_ref_t *b)
-{
-    if (a->len != b->len || a->creation != b->creation)
-        return 0;
-    for (int i = 0; i < a->len; i++)
-        if (a->n[i] != b->n[i])
-            return 0;
-    return strcmp(a->node, b->node) == 0;
-}
 
 static void call_closed_cb(uv_handle_t *h)
 {
@@ -79,7 +71,7 @@ static void rexc_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
 
     term_reader_init(&r, m->msg, m->msg_len);
     if (term_get_tuple(&r, &arity) < 0)
-        return;
+        goto other;
     if (m->kind == NODE_MSG_DOWN) {
         char atom[TERM_ATOM_MAX], reason[TERM_ATOM_MAX] = "";
         const char *p;
@@ -90,7 +82,7 @@ static void rexc_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
         if (term_peek(&r) == TERM_T_ATOM)
             (void)term_get_atom(&r, reason);
         for (rexc_call_t *c = rc->calls; c; c = c->next) {
-            if (c->monitored && ref_eq(&c->mon, &ref)) {
+            if (c->monitored && term_ref_eq(&c->mon, &ref)) {
                 c->monitored = 0;
                 call_finish(c, strcmp(reason, "noproc") == 0 ? -ENOENT : -ECONNRESET,
                             NULL, 0);
@@ -100,9 +92,9 @@ static void rexc_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
         return;
     }
     if (arity != 2 || term_peek(&r) != TERM_T_REF || term_get_ref(&r, &ref) < 0)
-        return;
+        goto other;
     for (rexc_call_t *c = rc->calls; c; c = c->next) {
-        if (ref_eq(&c->tag, &ref)) {
+        if (term_ref_eq(&c->tag, &ref)) {
             const char *res;
             size_t len;
             if (term_get_any(&r, &res, &len) < 0)
@@ -111,7 +103,22 @@ static void rexc_msg_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
             return;
         }
     }
-    /* A late answer to a call that timed out: dropped, as gen:call does. */
+    /* A late answer to a call that timed out is dropped, as gen:call does,
+     * unless the owner wants what is not an answer. */
+other:
+    if (rc->other)
+        rc->other(rc, m, rc->other_data);
+}
+
+const term_pid_t *rexc_pid(const rexc_t *rc)
+{
+    return node_mbox_pid(rc->mb);
+}
+
+void rexc_on_other(rexc_t *rc, rexc_other_cb cb, void *data)
+{
+    rc->other = cb;
+    rc->other_data = data;
 }
 
 int rexc_new(node_t *n, rexc_t **out)

@@ -37,4 +37,16 @@ int rexc_call(rexc_t *rc, const char *peer, const char *mod, const char *fun,
 /* Number of calls waiting for an answer. */
 size_t rexc_pending(const rexc_t *rc);
 
+/* The pid the calls come from: a call can have the remote side send it
+ * other messages too, which arrive in order before the call's answer when
+ * the same process sends both (as a rex worker does). */
+const term_pid_t *rexc_pid(const rexc_t *rc);
+
+/* Messages to rc's pid that are no answer to a call ({Ref, _} with an
+ * unknown Ref, or anything but a pair) go to cb; by default they are
+ * dropped. m is borrowed for the callback, which may start or finish calls
+ * but must not rexc_free(rc). */
+typedef void (*rexc_other_cb)(rexc_t *rc, const node_msg_t *m, void *data);
+void rexc_on_other(rexc_t *rc, rexc_other_cb cb, void *data);
+
 #endif

@@ -579,3 +579,19 @@ int term_int_cmp_exact(const uint8_t *a, size_t alen, const uint8_t *b, size_t b
 {
     return cmp_term(&a, a + alen, &b, b + blen, 1, 0);
 }
+
+int term_pid_eq(const term_pid_t *a, const term_pid_t *b)
+{
+    return a->num == b->num && a->serial == b->serial && a->creation == b->creation &&
+           strcmp(a->node, b->node) == 0;
+}
+
+int term_ref_eq(const term_ref_t *a, const term_ref_t *b)
+{
+    if (a->len != b->len || a->creation != b->creation || strcmp(a->node, b->node) != 0)
+        return 0;
+    for (int i = 0; i < a->len && i < 5; i++)
+        if (a->n[i] != b->n[i])
+            return 0;
+    return 1;
+}

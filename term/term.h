@@ -132,6 +132,10 @@ typedef struct term_ref {
     uint32_t n[5];
 } term_ref_t;
 
+/* 1 when a and b are the same pid or reference (=:=), else 0. */
+int term_pid_eq(const term_pid_t *a, const term_pid_t *b);
+int term_ref_eq(const term_ref_t *a, const term_ref_t *b);
+
 /* Appends encodings without version byte, canonical where the term allows. */
 void term_put_version(term_buf_t *b);            /* the 131 byte */
 void term_put_tuple(term_buf_t *b, uint32_t arity);

@@ -157,6 +157,42 @@ START_TEST(hash_equal_for_identical_canon)
 }
 END_TEST
 
+START_TEST(pid_and_ref_equality_checks_every_field)
+{
+    term_pid_t p = {"a@h", 5, 1, 7}, q = p;
+    ck_assert(term_pid_eq(&p, &q));
+    q.num++;
+    ck_assert(!term_pid_eq(&p, &q));
+    q = p;
+    q.serial++;
+    ck_assert(!term_pid_eq(&p, &q));
+    q = p;
+    q.creation++;
+    ck_assert(!term_pid_eq(&p, &q));
+    q = p;
+    strcpy(q.node, "b@h");
+    ck_assert(!term_pid_eq(&p, &q));
+
+    term_ref_t r = {"a@h", 7, 3, {1, 2, 3, 0, 0}}, s = r;
+    ck_assert(term_ref_eq(&r, &s));
+    s.n[2] = 4;
+    ck_assert(!term_ref_eq(&r, &s));
+    s = r;
+    s.len = 2;
+    ck_assert(!term_ref_eq(&r, &s));
+    s = r;
+    s.creation = 8;
+    ck_assert(!term_ref_eq(&r, &s));
+    s = r;
+    strcpy(s.node, "b@h");
+    ck_assert(!term_ref_eq(&r, &s));
+    /* Words past len do not count. */
+    s = r;
+    s.n[4] = 9;
+    ck_assert(term_ref_eq(&r, &s));
+}
+END_TEST
+
 Suite *term_compare_suite(void)
 {
     Suite *s = suite_create("term_compare");
@@ -166,6 +202,7 @@ Suite *term_compare_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("hash");
     tcase_add_test(tc, hash_equal_for_identical_canon);
+    tcase_add_test(tc, pid_and_ref_equality_checks_every_field);
     suite_add_tcase(s, tc);
     return s;
 }
