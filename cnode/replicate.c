@@ -3,11 +3,12 @@
  * lands before a large sync that arrived ahead of it (the seed's Syncer
  * handles its mailbox in order). */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cnode/log.h"
 #include "cnode/replicate.h"
-#include "cnode/rexc.h"
+#include "cnode/pull.h"
 #include "term/mem.h"
 
 /* A pull whose table is missing there is retried this often. */
@@ -17,7 +18,10 @@
 #define PUSH_RETRY_MS 200
 #define PUSH_RETRIES 100
 
+typedef struct rep_read rep_read_t;
+
 typedef struct rep_job {
+    rep_read_t *read;      /* a chunk of this read of a node's table, or NULL */
     char *buf;             /* owned copy of the list (or one object) */
     size_t len;
     term_reader_t r;
@@ -32,6 +36,20 @@ typedef struct rep_job {
     uint64_t progress_ms;  /* last progress line */
     struct rep_job *next;
 } rep_job_t;
+
+/* One read of a node's table (pull.h): its chunks are jobs in the FIFO,
+ * and it is reported once, when it has ended and its last chunk is in. */
+struct rep_read {
+    replicate_t *r;
+    char *peer;
+    int for_sync;          /* an etsd:sync/0 pull */
+    int refs;              /* chunks queued, + 1 until the read ends */
+    int status;            /* how the read ended */
+    size_t chunks, objects, bad, failed, bytes;
+    int err;               /* the last refusal by the store */
+    uint64_t start_ms;
+    uint64_t progress_ms;  /* last progress line */
+};
 
 /* A node whose table could not be read yet ({badrpc, _}: its Syncer may not
  * have created it): the pull is tried again. */
@@ -61,10 +79,10 @@ struct replicate {
     node_t *node;
     pg_t *pg;
     pubsub_t *ps;
+    pull_t *puller;
     store_t *store;
     store_table_t *tab;
     const node_config_t *cfg;
-    rexc_t *rexc;
     rep_job_t *head, *tail;
     size_t backlog;
     uv_idle_t idle;
@@ -100,8 +118,84 @@ static int apply_one(replicate_t *r, const char *obj, size_t len)
     return store_insert(r->tab, obj, len);
 }
 
+/* ---- Reporting ---------------------------------------------------------- */
+
+typedef struct rep_tally {
+    const char *peer, *what;
+    size_t objects, bytes, bad, failed;
+    int err;
+    size_t chunks;         /* a read's chunks, or 0 */
+    uint64_t ms;
+} rep_tally_t;
+
+/* Logs the outcome of merging a list (or a read's chunks); single objects
+ * only log refusals. */
+static void report(replicate_t *r, const rep_tally_t *t, int single)
+{
+    /* A store that broke refuses every write until restart: say so at the
+     * first refusal and then now and then, not once per {new, U}. */
+    if (t->failed && (r->refused == 0 || r->refused / 10000 != (r->refused + t->failed) / 10000))
+        log_error("%s: %s: %zu objects not stored: %s (%zu refused so far)", t->peer,
+                  t->what, t->failed, uv_strerror(t->err), r->refused + t->failed);
+    r->refused += t->failed;
+    if (t->bad)
+        log_warn("%s: %s: %zu objects not applied (not tuples of at least %u "
+                 "elements, or malformed)", t->peer, t->what, t->bad, r->cfg->keypos);
+    if (single)
+        return;
+    char chunks[48] = "";
+    if (t->chunks)
+        snprintf(chunks, sizeof chunks, " in %zu chunk%s", t->chunks, t->chunks == 1 ? "" : "s");
+    if (t->objects >= REPLICATE_CHUNK || t->ms >= 100)
+        log_info("%s: %s: merged %zu objects (%zu bytes%s) in %llu ms; table has %zu",
+                 t->peer, t->what, t->objects, t->bytes, chunks, (unsigned long long)t->ms,
+                 store_table_size(r->tab));
+    else
+        log_debug("%s: %s: merged %zu objects (%zu bytes%s)", t->peer, t->what, t->objects,
+                  t->bytes, chunks);
+}
+
+static void read_free(rep_read_t *rd)
+{
+    mem_free(rd->peer);
+    mem_free(rd);
+}
+
+/* Drops one hold on rd; the last reports the read (unless shutting down). */
+static void read_release(rep_read_t *rd)
+{
+    if (--rd->refs > 0)
+        return;
+    replicate_t *r = rd->r;
+    if (rd->status == 0 && !r->shut) {
+        rep_tally_t t = {rd->peer, "pull", rd->objects, rd->bytes, rd->bad, rd->failed,
+                         rd->err, rd->chunks, now_ms(r) - rd->start_ms};
+        report(r, &t, 0);
+    }
+    read_free(rd);
+}
+
+/* A chunk of rd is merged: add it up, and say how far a long read got. */
+static void read_add(rep_read_t *rd, const rep_job_t *j)
+{
+    rd->objects += j->objects;
+    rd->bad += j->bad;
+    rd->failed += j->failed;
+    if (j->failed)
+        rd->err = j->err;
+    uint64_t now = now_ms(rd->r);
+    if (now - (rd->progress_ms ? rd->progress_ms : rd->start_ms) >= 1000) {
+        rd->progress_ms = now;
+        log_info("%s: pull: %zu objects merged so far (%zu bytes in %zu chunks), %llu ms",
+                 rd->peer, rd->objects, rd->bytes, rd->chunks,
+                 (unsigned long long)(now - rd->start_ms));
+    }
+}
+
 static void job_free(rep_job_t *j)
 {
+    if (j->read)
+        read_release(j->read);
     mem_free(j->buf);
     mem_free(j->peer);
     mem_free(j);
@@ -158,23 +252,16 @@ static int job_step(replicate_t *r, rep_job_t *j, size_t max)
 
 static void job_done(replicate_t *r, rep_job_t *j)
 {
-    uint64_t ms = now_ms(r) - j->start_ms;
-    /* A store that broke refuses every write until restart: say so at the
-     * first refusal and then now and then, not once per {new, U}. */
-    if (j->failed && (r->refused == 0 || r->refused / 10000 != (r->refused + j->failed) / 10000))
-        log_error("%s: %s: %zu objects not stored: %s (%zu refused so far)", j->peer,
-                  j->what, j->failed, uv_strerror(j->err), r->refused + j->failed);
-    r->refused += j->failed;
-    if (j->bad)
-        log_warn("%s: %s: %zu objects not applied (not tuples of at least %u "
-                 "elements, or malformed)", j->peer, j->what, j->bad, r->cfg->keypos);
-    if (!j->single && (j->objects >= REPLICATE_CHUNK || ms >= 100))
-        log_info("%s: %s: merged %zu objects (%zu bytes) in %llu ms; table has %zu",
-                 j->peer, j->what, j->objects, j->len, (unsigned long long)ms,
-                 store_table_size(r->tab));
-    else if (!j->single)
-        log_debug("%s: %s: merged %zu objects (%zu bytes)", j->peer, j->what,
-                  j->objects, j->len);
+    if (j->read) {
+        /* Reported with its read. */
+        read_add(j->read, j);
+        read_release(j->read);
+        j->read = NULL;
+        return;
+    }
+    rep_tally_t t = {j->peer, j->what, j->objects, j->len, j->bad, j->failed, j->err, 0,
+                     now_ms(r) - j->start_ms};
+    report(r, &t, j->single);
 }
 
 static void sync_push_if_ready(replicate_t *r);
@@ -233,9 +320,10 @@ static void idle_cb(uv_idle_t *h)
 }
 
 /* Queues (or, with nothing queued and a small input, applies at once) the
- * list or single object in bytes/len. */
+ * list or single object in bytes/len; a chunk of read rd holds it until
+ * merged. */
 static int enqueue(replicate_t *r, const char *peer, const char *what,
-                   const char *bytes, size_t len, int single)
+                   const char *bytes, size_t len, int single, rep_read_t *rd)
 {
     rep_job_t *j;
     uint32_t n = 0;
@@ -256,6 +344,8 @@ static int enqueue(replicate_t *r, const char *peer, const char *what,
                 tmp.peer = (char *)peer;
                 tmp.what = what;
                 tmp.start_ms = now_ms(r);
+                if ((tmp.read = rd))
+                    rd->refs++;
                 while (!job_step(r, &tmp, SIZE_MAX))
                     ;
                 job_done(r, &tmp);
@@ -270,6 +360,8 @@ static int enqueue(replicate_t *r, const char *peer, const char *what,
         return -ENOMEM;
     }
     memcpy(j->buf, bytes, len);
+    if ((j->read = rd))
+        rd->refs++;
     j->len = len;
     j->single = single;
     j->what = what;
@@ -340,17 +432,17 @@ static void on_message(pubsub_t *ps, const char *peer, const char *msg, size_t l
         return;
     }
     if (kind == REPLICATE_MSG_NEW)
-        rc = enqueue(r, peer, "new", payload, plen, 1);
+        rc = enqueue(r, peer, "new", payload, plen, 1, NULL);
     else
-        rc = enqueue(r, peer, "sync", payload, plen, 0);
+        rc = enqueue(r, peer, "sync", payload, plen, 0, NULL);
     if (rc < 0)
         log_warn("%s: %s: not stored: %s", peer, kind == REPLICATE_MSG_NEW ? "new" : "sync",
                  uv_strerror(rc));
 }
 
-/* ---- Pull: ets:tab2list(Table) over rex ------------------------------- */
+/* ---- Pull: the node's table, in chunks (pull.h) ------------------------ */
 
-static int pull(replicate_t *r, const char *peer, rexc_cb cb);
+static int pull(replicate_t *r, const char *peer, int for_sync);
 
 static rep_retry_t *retry_find(replicate_t *r, const char *node)
 {
@@ -379,51 +471,54 @@ static void retry_drop(replicate_t *r, rep_retry_t *q)
     uv_close((uv_handle_t *)&q->timer, retry_closed_cb);
 }
 
-static void pull_cb(rexc_t *rc, const char *peer, int status, const char *res,
-                    size_t len, void *data);
-
 static void retry_timer_cb(uv_timer_t *t)
 {
     rep_retry_t *q = t->data;
-    if (!node_is_connected(q->r->node, q->node) || pull(q->r, q->node, pull_cb) < 0)
+    if (!node_is_connected(q->r->node, q->node) || pull(q->r, q->node, 0) < 0)
         retry_drop(q->r, q);
 }
 
-static void pull_cb(rexc_t *rc, const char *peer, int status, const char *res,
-                    size_t len, void *data)
+/* A chunk goes into the FIFO behind whatever arrived before it. */
+static void read_chunk_cb(const char *peer, const char *list, size_t len, void *data)
 {
-    replicate_t *r = data;
-    rep_retry_t *q;
-    term_reader_t t;
+    rep_read_t *rd = data;
     int e;
-    (void)rc;
 
-    if (status == -ECANCELED || r->shut)
-        return;
-    q = retry_find(r, peer);
-    if (status < 0) {
-        log_info("%s: pull: no table: %s", peer, uv_strerror(status));
-        if (q)
-            retry_drop(r, q);
-        return;
-    }
-    term_reader_init(&t, res, len);
-    if (term_peek(&t) != TERM_T_LIST && term_peek(&t) != TERM_T_NIL) {
-        /* {badrpc, _}: no table there (yet: a Syncer starts after the
-         * PubSub whose sync brought us here). */
-        if (q && ++q->tries < PULL_RETRIES) {
+    rd->chunks++;
+    rd->bytes += len;
+    if ((e = enqueue(rd->r, peer, "pull", list, len, 0, rd)) < 0)
+        log_warn("%s: pull: a chunk of %zu bytes not merged: %s", peer, len, uv_strerror(e));
+}
+
+static void read_done_cb(const char *peer, int status, void *data)
+{
+    rep_read_t *rd = data;
+    replicate_t *r = rd->r;
+    rep_retry_t *q;
+
+    rd->status = status;
+    if (status != -ECANCELED && !r->shut) {
+        q = retry_find(r, peer);
+        if (status == -ENOENT && q && ++q->tries < PULL_RETRIES) {
+            /* No table there yet: a Syncer starts after the PubSub whose
+             * sync brought us here. */
             uv_timer_start(&q->timer, retry_timer_cb, PULL_RETRY_MS, 0);
-            return;
+        } else {
+            if (status == -ENOENT)
+                log_info("%s: pull: %s is not a table there; skipped", peer, r->cfg->table);
+            else if (status < 0)
+                log_info("%s: pull: %s not read: %s", peer, r->cfg->table,
+                         uv_strerror(status));
+            if (q)
+                retry_drop(r, q);
         }
-        log_info("%s: pull: %s is not a table there; skipped", peer, r->cfg->table);
-        if (q)
-            retry_drop(r, q);
-        return;
+        /* etsd:sync/0: when the last pull is in, push to every node. */
+        if (rd->for_sync && r->sync_pulls && --r->sync_pulls == 0) {
+            r->sync_push = 1;
+            sync_push_if_ready(r);
+        }
     }
-    if (q)
-        retry_drop(r, q);
-    if ((e = enqueue(r, peer, "pull", res, len, 0)) < 0)
-        log_warn("%s: pull: not merged: %s", peer, uv_strerror(e));
+    read_release(rd);
 }
 
 /* The first pull from a node, retried while its table does not exist. */
@@ -443,36 +538,28 @@ static void pull_first(replicate_t *r, const char *peer)
         r->retries = q;
     }
     q->tries = 0;
-    if (pull(r, peer, pull_cb) < 0)
+    if (pull(r, peer, 0) < 0)
         retry_drop(r, q);
 }
 
-/* A pull for etsd:sync/0: when the last one is in, push to every node. */
-static void sync_pull_cb(rexc_t *rc, const char *peer, int status, const char *res,
-                         size_t len, void *data)
+static int pull(replicate_t *r, const char *peer, int for_sync)
 {
-    replicate_t *r = data;
-    pull_cb(rc, peer, status, res, len, data);
-    if (status == -ECANCELED)
-        return;
-    if (r->sync_pulls && --r->sync_pulls == 0) {
-        r->sync_push = 1;
-        sync_push_if_ready(r);
-    }
-}
+    static const pull_ops_t ops = {read_chunk_cb, read_done_cb};
+    rep_read_t *rd = mem_calloc(1, sizeof *rd);
+    int rc = -ENOMEM;
 
-static int pull(replicate_t *r, const char *peer, rexc_cb cb)
-{
-    term_buf_t args;
-    int rc;
-    term_buf_init(&args);
-    term_format(&args, "[~a]", r->cfg->table);
-    rc = args.err ? args.err
-                  : rexc_call(r->rexc, peer, "ets", "tab2list", args.data, args.len,
-                              REPLICATE_PULL_TIMEOUT_MS, cb, r);
-    if (rc < 0)
+    if (rd && (rd->peer = mem_strdup(peer))) {
+        rd->r = r;
+        rd->for_sync = for_sync;
+        rd->refs = 1;
+        rd->start_ms = now_ms(r);
+        rc = pull_table(r->puller, peer, r->cfg->table, REPLICATE_PULL_TIMEOUT_MS, &ops, rd);
+    }
+    if (rc < 0) {
         log_warn("%s: pull: %s", peer, uv_strerror(rc));
-    term_buf_release(&args);
+        if (rd)
+            read_free(rd);
+    }
     return rc;
 }
 
@@ -690,8 +777,8 @@ static void shutdown_cb(node_t *n, void *data)
     r->tail = NULL;
     uv_idle_stop(&r->idle);
     uv_close((uv_handle_t *)&r->idle, NULL);
-    rexc_free(r->rexc);
-    r->rexc = NULL;
+    pull_free(r->puller);
+    r->puller = NULL;
 }
 
 int replicate_new(node_t *n, pg_t *pg, pubsub_t *ps, store_t *s, replicate_t **out)
@@ -710,13 +797,13 @@ int replicate_new(node_t *n, pg_t *pg, pubsub_t *ps, store_t *s, replicate_t **o
     r->tab = store_table_find(s, r->cfg->table);
     if (!r->tab && (rc = store_table_create(s, r->cfg->table, r->cfg->keypos, &r->tab)) < 0)
         goto fail;
-    if ((rc = rexc_new(n, &r->rexc)) < 0)
+    if ((rc = pull_new(n, &r->puller)) < 0)
         goto fail;
     if ((rc = pubsub_subscribe(ps, r->cfg->topic_new, on_message, r)) < 0 ||
         (rc = pubsub_subscribe(ps, r->cfg->topic_sync, on_message, r)) < 0)
-        goto fail_rexc;
+        goto fail_pull;
     if ((rc = node_subscribe(n, event_cb, r, &r->sub_id)) < 0)
-        goto fail_rexc;
+        goto fail_pull;
     if ((rc = node_on_shutdown(n, shutdown_cb, r)) < 0)
         goto fail_sub;
     pg_on_sync(pg, scope_synced_cb, r);
@@ -727,8 +814,8 @@ int replicate_new(node_t *n, pg_t *pg, pubsub_t *ps, store_t *s, replicate_t **o
 
 fail_sub:
     node_unsubscribe(n, r->sub_id);
-fail_rexc:
-    rexc_free(r->rexc);
+fail_pull:
+    pull_free(r->puller);
 fail:
     mem_free(r);
     return rc;
@@ -743,7 +830,7 @@ void replicate_free(replicate_t *r)
         r->head = j->next;
         job_free(j);
     }
-    rexc_free(r->rexc);
+    pull_free(r->puller);
     mem_free(r);
 }
 
@@ -793,7 +880,7 @@ int replicate_sync_cb(void *arg, term_buf_t *out)
     /* A sync already under way absorbs this one: its push comes after
      * these pulls too. */
     for (size_t i = 0; i < n; i++)
-        if (pull(r, names[i], sync_pull_cb) == 0)
+        if (pull(r, names[i], 1) == 0)
             r->sync_pulls++;
     if (r->sync_pulls == 0) {
         r->sync_push = 1;

@@ -1,8 +1,8 @@
 /* replicate.h: the seed app's replication on etsd (PROTOCOL.md section 8).
  * {new, User} on the new-topic is inserted; {sync, Table[, Node[, _]]} on
  * the sync-topic is merged; when a node's pg scope first syncs with etsd
- * (the node runs the PubSub), etsd pulls its table over rex
- * (ets:tab2list/1) and, after the sync delay, sends it {sync, Table,
+ * (the node runs the PubSub), etsd pulls its table over rex (in chunks,
+ * pull.h) and, after the sync delay, sends it {sync, Table,
  * node()} as the seed's NodeListener would; etsd's own writes go out as
  * {new, Object}. Incoming writes are applied in arrival order; large lists
  * are applied in chunks so the loop keeps serving ticks and peers. */
@@ -27,7 +27,7 @@ typedef struct replicate replicate_t;
 #define REPLICATE_CHUNK 20000
 #define REPLICATE_SLICE_MS 20
 #define REPLICATE_STEP 64
-/* How long a pull (rex tab2list) may take. */
+/* How long a pull of a node's table may take. */
 #define REPLICATE_PULL_TIMEOUT_MS 120000
 
 /* Replicates table node_config(n)->table (created in s with its keypos if
