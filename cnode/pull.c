@@ -10,28 +10,6 @@
 #include "cnode/rexc.h"
 #include "term/mem.h"
 
-/* The parse of PULL_SOURCE (erl_parse forms, every annotation 1). */
-static const char PULL_FORMS[] =
-    "{block,1,["
-    "{call,1,{remote,1,{atom,1,ets},{atom,1,safe_fixtable}},[{var,1,'Tab'},{atom,1,true}]},"
-    "{'try',1,["
-    "{match,1,{var,1,'Send'},"
-    "{named_fun,1,'Send',["
-    "{clause,1,[{atom,1,'$end_of_table'},{var,1,'N'}],[],[{var,1,'N'}]},"
-    "{clause,1,[{tuple,1,[{var,1,'Objs'},{var,1,'Cont'}]},{var,1,'N'}],[],["
-    "{op,1,'!',{var,1,'Pid'},{tuple,1,[{var,1,'Ref'},{var,1,'Objs'}]}},"
-    "{call,1,{var,1,'Send'},["
-    "{call,1,{remote,1,{atom,1,ets},{atom,1,select}},[{var,1,'Cont'}]},"
-    "{op,1,'+',{var,1,'N'},{integer,1,1}}]}]}]}},"
-    "{call,1,{var,1,'Send'},["
-    "{call,1,{remote,1,{atom,1,ets},{atom,1,select}},"
-    "[{var,1,'Tab'},"
-    "{cons,1,{tuple,1,[{atom,1,'_'},{nil,1},{cons,1,{atom,1,'$_'},{nil,1}}]},{nil,1}},"
-    "{var,1,'Chunk'}]},"
-    "{integer,1,0}]}],"
-    "[],[],"
-    "[{call,1,{remote,1,{atom,1,ets},{atom,1,safe_fixtable}},[{var,1,'Tab'},{atom,1,false}]}]}]}";
-
 /* A refusal is quoted in the log up to this many bytes. */
 #define PULL_WHY_MAX 300
 
@@ -245,7 +223,7 @@ int pull_new(node_t *n, pull_t **out)
         return -ENOMEM;
     p->node = n;
     term_buf_init(&p->expr);
-    if ((rc = term_parse(PULL_FORMS, sizeof PULL_FORMS - 1, &used, &p->expr)) < 0 ||
+    if ((rc = term_parse(PULL_FORMS, strlen(PULL_FORMS), &used, &p->expr)) < 0 ||
         (rc = p->expr.err) < 0)
         goto fail;
     if ((rc = rexc_new(n, &p->rc)) < 0)
@@ -270,10 +248,4 @@ void pull_free(pull_t *p)
         finish(p->reqs, -ECANCELED);
     term_buf_release(&p->expr);
     mem_free(p);
-}
-
-void pull_expr(const pull_t *p, const char **expr, size_t *len)
-{
-    *expr = p->expr.data;
-    *len = p->expr.len;
 }

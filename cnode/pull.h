@@ -20,8 +20,8 @@
 /* Objects per chunk: ~0.5 MB for the seed's users. */
 #define PULL_CHUNK_OBJECTS 10000
 
-/* The traversal, as Erlang source; pull.c sends its parse (the test suite
- * checks that the two agree). Bound: Tab, Pid, Ref, Chunk. */
+/* The traversal, as Erlang source; pull.c sends its parse, PULL_FORMS.
+ * Bound: Tab, Pid, Ref, Chunk. */
 #define PULL_SOURCE                                                              \
     "begin\n"                                                                    \
     "    ets:safe_fixtable(Tab, true),\n"                                        \
@@ -37,6 +37,29 @@
     "    end\n"                                                                  \
     "end"
 
+/* The parse of PULL_SOURCE (erl_parse forms, every annotation 1), as
+ * term text; the test suite checks it against erl_parse. */
+#define PULL_FORMS \
+    "{block,1,[" \
+    "{call,1,{remote,1,{atom,1,ets},{atom,1,safe_fixtable}},[{var,1,'Tab'},{atom,1,true}]}," \
+    "{'try',1,[" \
+    "{match,1,{var,1,'Send'}," \
+    "{named_fun,1,'Send',[" \
+    "{clause,1,[{atom,1,'$end_of_table'},{var,1,'N'}],[],[{var,1,'N'}]}," \
+    "{clause,1,[{tuple,1,[{var,1,'Objs'},{var,1,'Cont'}]},{var,1,'N'}],[],[" \
+    "{op,1,'!',{var,1,'Pid'},{tuple,1,[{var,1,'Ref'},{var,1,'Objs'}]}}," \
+    "{call,1,{var,1,'Send'},[" \
+    "{call,1,{remote,1,{atom,1,ets},{atom,1,select}},[{var,1,'Cont'}]}," \
+    "{op,1,'+',{var,1,'N'},{integer,1,1}}]}]}]}}," \
+    "{call,1,{var,1,'Send'},[" \
+    "{call,1,{remote,1,{atom,1,ets},{atom,1,select}}," \
+    "[{var,1,'Tab'}," \
+    "{cons,1,{tuple,1,[{atom,1,'_'},{nil,1},{cons,1,{atom,1,'$_'},{nil,1}}]},{nil,1}}," \
+    "{var,1,'Chunk'}]}," \
+    "{integer,1,0}]}]," \
+    "[],[]," \
+    "[{call,1,{remote,1,{atom,1,ets},{atom,1,safe_fixtable}},[{var,1,'Tab'},{atom,1,false}]}]}]}"
+
 typedef struct pull pull_t;
 
 typedef struct pull_ops {
@@ -44,9 +67,8 @@ typedef struct pull_ops {
      * for the call. Chunks come in the order the node sent them. */
     void (*chunk)(const char *peer, const char *list, size_t len, void *data);
     /* Once, at the end: 0 when every chunk was delivered; -ENOENT when the
-     * node has no such table (both forms answered {badrpc, _}); -EPROTO
-     * for an answer that is neither; else the rexc status (-ETIMEDOUT,
-     * -ECONNRESET, -ECANCELED ...). Chunks delivered before a failure are
+     * node has no such table (both forms answered {badrpc, _}); else the
+     * rexc status (-ETIMEDOUT, -ECONNRESET, -ECANCELED ...). Chunks delivered before a failure are
      * real objects of the table. */
     void (*done)(const char *peer, int status, void *data);
 } pull_ops_t;
@@ -64,9 +86,5 @@ void pull_free(pull_t *p);
  * timeout_ms bounds the whole read. */
 int pull_table(pull_t *p, const char *peer, const char *table, unsigned timeout_ms,
                const pull_ops_t *ops, void *data);
-
-/* The parse of PULL_SOURCE as encoded erl_parse forms (without version
- * byte), for the test suite; borrowed from p. */
-void pull_expr(const pull_t *p, const char **expr, size_t *len);
 
 #endif

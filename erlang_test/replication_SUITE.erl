@@ -16,7 +16,10 @@
          one_million_users_reach_etsd_with_ticks_flowing/1,
          stopped_etsd_leaves_every_group/1,
          malformed_messages_are_ignored/1,
-         etsd_sync_pulls_and_pushes_at_once/1]).
+         etsd_sync_pulls_and_pushes_at_once/1,
+         pull_forms_are_the_parse_of_their_source/1,
+         writes_during_a_chunked_pull_all_arrive/1,
+         node_refusing_erl_eval_is_read_with_tab2list/1]).
 
 -define(GROUP, 'Elixir.MyApp.PubSub.Adapter').
 -define(SCOPE, 'Elixir.Phoenix.PubSub').
@@ -37,6 +40,9 @@ all() ->
      stopped_etsd_leaves_every_group,
      malformed_messages_are_ignored,
      etsd_sync_pulls_and_pushes_at_once,
+     pull_forms_are_the_parse_of_their_source,
+     writes_during_a_chunked_pull_all_arrive,
+     node_refusing_erl_eval_is_read_with_tab2list,
      one_million_users_reach_etsd_with_ticks_flowing].
 
 groups() -> [].
@@ -387,3 +393,92 @@ etsd_sync_pulls_and_pushes_at_once(Config) ->
     etsd_test_lib:await(fun() -> seed_test_lib:users(A) =:= Want andalso
                                  seed_test_lib:users(B) =:= Want end, 5000, pushed),
     check_pids(Before).
+
+%% etsd pulls a table by having the node's rex evaluate a traversal
+%% (cnode/pull.h): the forms it sends must be what erl_parse makes of the
+%% source it documents.
+pull_forms_are_the_parse_of_their_source(_Config) ->
+    Out = os:cmd(etsd_test_lib:tool_path("pull_forms")),
+    [Source, FormsText] = string:split(Out, "\n%% forms\n"),
+    {ok, Toks, _} = erl_scan:string(Source ++ "."),
+    {ok, [Parsed]} = erl_parse:parse_exprs(Toks),
+    {ok, FTks, _} = erl_scan:string(FormsText ++ "."),
+    {ok, Forms} = erl_parse:parse_term(FTks),
+    Forms = erl_parse:map_anno(fun(_) -> 1 end, Parsed),
+    %% And they do what the source says, here as on any node.
+    T = ets:new(pull_forms_test, [set, public]),
+    true = ets:insert(T, [{I, I * I} || I <- lists:seq(1, 25)]),
+    Ref = make_ref(),
+    3 = erl_eval:expr(Forms, [{'Chunk', 10}, {'Pid', self()}, {'Ref', Ref}, {'Tab', T}],
+                      none, none, value),
+    Got = fun G(Acc) -> receive {Ref, L} -> G(Acc ++ L) after 0 -> Acc end end([]),
+    true = lists:sort(Got) =:= lists:sort(ets:tab2list(T)),
+    false = ets:info(T, safe_fixed).
+
+%% A pull in chunks (200,000 users, 20 chunks) while the node keeps saving
+%% new users and new values of old ones. Every new user arrives; a key
+%% rewritten while its chunk was on the way may keep either value, as with
+%% the seed's own syncs (a chunk read before a write can arrive after its
+%% {new, User}), never anything else.
+writes_during_a_chunked_pull_all_arrive(Config) ->
+    A = seed_node("pullw", []),
+    Before = pids([A]),
+    Old = users("pulled", 200000),
+    true = erpc:call(A, ets, insert, [users, Old], 30000),
+    Writes = [{iolist_to_binary(["pulled", integer_to_list(I), "@example.com"]),
+               <<"rewritten">>, -I} || I <- lists:seq(10, 200000, 10)]
+             ++ users("during", 20000),
+    Self = self(),
+    Writer = spawn_link(fun() ->
+        receive go -> ok end,
+        ok = erpc:call(A, lists, foreach, [fun seed_repo:save_and_emit/1, Writes], 30000),
+        Self ! written
+    end),
+    E = etsd(Config, A, []),
+    Writer ! go,
+    receive written -> ok after 30000 -> ct:fail(writer_stuck) end,
+    %% Every chunk is in, then every {new, User} (the last writes are the
+    %% new users, sent by one process after the rewrites).
+    etsd_test_lib:await_log(E, "pull: merged 2[0-9]{5} objects \\([0-9]+ bytes in [0-9]+ chunks\\)", 20000),
+    etsd_test_lib:await(fun() -> etsd_size(E) =:= 220000 end, 20000, all_keys),
+    Got = etsd_users(E),
+    Written = maps:from_list([{K, U} || U = {K, _, _} <- Writes]),
+    Initial = maps:from_list([{K, U} || U = {K, _, _} <- Old]),
+    [true = U =:= maps:get(K, Written, none) orelse U =:= maps:get(K, Initial) || U = {K, _, _} <- Got],
+    [true = lists:member(U, Got) || U <- users("during", 20000)],
+    check_pids(Before).
+
+%% A node whose rex will not evaluate code (here a stand-in registered as
+%% rex refuses erl_eval and hands every other request to the real rex):
+%% etsd reads the table with ets:tab2list/1 instead, and says why.
+node_refusing_erl_eval_is_read_with_tab2list(Config) ->
+    A = seed_node("refuse", []),
+    Before = pids([A]),
+    Ua = users("refused", 25000),
+    true = erpc:call(A, ets, insert, [users, Ua], 30000),
+    ok = erpc:call(A, erlang, apply, [fun refuse_erl_eval/0, []]),
+    E = etsd(Config, A, []),
+    Want = lists:sort(Ua),
+    etsd_test_lib:await(fun() -> etsd_users(E) =:= Want end, 10000, read_anyway),
+    etsd_test_lib:await_log(E, "read with ets:tab2list/1: the chunked read was refused", 5000),
+    check_pids(Before).
+
+refuse_erl_eval() ->
+    Rex = whereis(rex),
+    Self = self(),
+    spawn(fun() ->
+        true = unregister(rex),
+        true = register(rex, self()),
+        Self ! {standin, self()},
+        rex_standin(Rex)
+    end),
+    receive {standin, _} -> ok end.
+
+rex_standin(Rex) ->
+    receive
+        {'$gen_call', From, {call, erl_eval, _, _, _}} ->
+            gen_server:reply(From, {badrpc, {'EXIT', {undef, [{erl_eval, expr, 5, []}]}}});
+        Other ->
+            Rex ! Other
+    end,
+    rex_standin(Rex).
