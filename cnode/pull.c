@@ -144,7 +144,7 @@ static void eval_cb(rexc_t *rc, const char *peer, int status, const char *res, s
     read_plain(q);
 }
 
-/* A chunk: {Ref, Objects} from the traversal. */
+/* A chunk, {Ref, Objects}, or the size first, {Ref, Size}. */
 static void other_cb(rexc_t *rc, const node_msg_t *m, void *data)
 {
     pull_t *p = data;
@@ -158,17 +158,27 @@ static void other_cb(rexc_t *rc, const node_msg_t *m, void *data)
     if (m->kind != NODE_MSG_SEND && m->kind != NODE_MSG_SEND_SENDER)
         return;
     term_reader_init(&t, m->msg, m->msg_len);
-    if (term_get_tuple(&t, &arity) < 0 || arity != 2 || term_get_ref(&t, &ref) < 0 ||
-        (term_peek(&t) != TERM_T_LIST && term_peek(&t) != TERM_T_NIL) ||
+    if (term_get_tuple(&t, &arity) < 0 || arity != 2 || term_get_ref(&t, &ref) < 0)
+        return;
+    int is_size = term_peek(&t) == TERM_T_INTEGER;
+    if ((!is_size && term_peek(&t) != TERM_T_LIST && term_peek(&t) != TERM_T_NIL) ||
         term_get_any(&t, &list, &len) < 0 || t.pos != t.len)
         return;
     for (pull_req_t *q = p->reqs; q; q = q->next) {
         /* Only the node being read may add to its read. */
-        if (!q->plain && term_ref_eq(&q->ref, &ref) && strcmp(q->peer, m->peer) == 0) {
-            q->chunks++;
-            q->ops.chunk(q->peer, list, len, q->data);
+        if (q->plain || !term_ref_eq(&q->ref, &ref) || strcmp(q->peer, m->peer) != 0)
+            continue;
+        if (is_size) {
+            term_reader_t s;
+            int64_t n;
+            term_reader_init(&s, list, len);
+            if (q->ops.size && q->chunks == 0 && term_get_long(&s, &n) == 0 && n >= 0)
+                q->ops.size(q->peer, (uint64_t)n, q->data);
             return;
         }
+        q->chunks++;
+        q->ops.chunk(q->peer, list, len, q->data);
+        return;
     }
     log_debug("%s: pull: a chunk for no read under way: dropped", m->peer);
 }

@@ -2,9 +2,9 @@
  *
  * etsd asks the node's rex to evaluate, with erl_eval (stdlib, on every
  * node), the traversal in PULL_SOURCE: fix the table (ets:safe_fixtable/2,
- * so that no object present throughout is missed or seen twice), walk it
- * with ets:select/3 and its continuations, send each chunk of objects to
- * etsd, and answer the number of chunks. Against one ets:tab2list/1 call
+ * so that no object present throughout is missed or seen twice), send its
+ * size, walk it with ets:select/3 and its continuations, send each chunk
+ * of objects to etsd, and answer the number of chunks. Against one ets:tab2list/1 call
  * the node never builds the whole table on its heap (for a million objects
  * tab2list alone took the node ~0.4 s and ~130 MB), the chunks interleave
  * with ticks and other traffic, and etsd merges chunk k while the node
@@ -14,6 +14,7 @@
 #define ETSD_PULL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cnode/node.h"
 
@@ -26,6 +27,7 @@
     "begin\n"                                                                    \
     "    ets:safe_fixtable(Tab, true),\n"                                        \
     "    try\n"                                                                  \
+    "        Pid ! {Ref, ets:info(Tab, size)},\n"                                \
     "        Send = fun Send('$end_of_table', N) -> N;\n"                        \
     "                   Send({Objs, Cont}, N) ->\n"                              \
     "                       Pid ! {Ref, Objs},\n"                                \
@@ -43,6 +45,8 @@
     "{block,1,[" \
     "{call,1,{remote,1,{atom,1,ets},{atom,1,safe_fixtable}},[{var,1,'Tab'},{atom,1,true}]}," \
     "{'try',1,[" \
+    "{op,1,'!',{var,1,'Pid'},{tuple,1,[{var,1,'Ref'}," \
+    "{call,1,{remote,1,{atom,1,ets},{atom,1,info}},[{var,1,'Tab'},{atom,1,size}]}]}}," \
     "{match,1,{var,1,'Send'}," \
     "{named_fun,1,'Send',[" \
     "{clause,1,[{atom,1,'$end_of_table'},{var,1,'N'}],[],[{var,1,'N'}]}," \
@@ -63,6 +67,9 @@
 typedef struct pull pull_t;
 
 typedef struct pull_ops {
+    /* The table's size when the read began (a hint: room to make), before
+     * the first chunk; NULL when not wanted. */
+    void (*size)(const char *peer, uint64_t objects, void *data);
     /* One chunk: an encoded list of objects (no version byte), borrowed
      * for the call. Chunks come in the order the node sent them. */
     void (*chunk)(const char *peer, const char *list, size_t len, void *data);

@@ -478,6 +478,17 @@ static void retry_timer_cb(uv_timer_t *t)
         retry_drop(q->r, q);
 }
 
+/* Room for the node's objects before they come: a million inserts then
+ * never rehash the table. A hint from the network, so bounded. */
+static void read_size_cb(const char *peer, uint64_t objects, void *data)
+{
+    rep_read_t *rd = data;
+    size_t n = objects < REPLICATE_RESERVE_MAX ? (size_t)objects : REPLICATE_RESERVE_MAX;
+    int e = store_table_reserve(rd->r->tab, n);
+    if (e < 0)
+        log_debug("%s: pull: no room made for %zu objects: %s", peer, n, uv_strerror(e));
+}
+
 /* A chunk goes into the FIFO behind whatever arrived before it. */
 static void read_chunk_cb(const char *peer, const char *list, size_t len, void *data)
 {
@@ -544,7 +555,7 @@ static void pull_first(replicate_t *r, const char *peer)
 
 static int pull(replicate_t *r, const char *peer, int for_sync)
 {
-    static const pull_ops_t ops = {read_chunk_cb, read_done_cb};
+    static const pull_ops_t ops = {read_size_cb, read_chunk_cb, read_done_cb};
     rep_read_t *rd = mem_calloc(1, sizeof *rd);
     int rc = -ENOMEM;
 

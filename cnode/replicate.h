@@ -27,6 +27,8 @@ typedef struct replicate replicate_t;
 #define REPLICATE_CHUNK 20000
 #define REPLICATE_SLICE_MS 20
 #define REPLICATE_STEP 64
+/* A node's word on its table's size makes room for at most this many. */
+#define REPLICATE_RESERVE_MAX 10000000
 /* How long a pull of a node's table may take. */
 #define REPLICATE_PULL_TIMEOUT_MS 120000
 

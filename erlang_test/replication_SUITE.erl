@@ -411,6 +411,7 @@ pull_forms_are_the_parse_of_their_source(_Config) ->
     Ref = make_ref(),
     3 = erl_eval:expr(Forms, [{'Chunk', 10}, {'Pid', self()}, {'Ref', Ref}, {'Tab', T}],
                       none, none, value),
+    receive {Ref, Size} -> 25 = Size after 0 -> ct:fail(no_size_first) end,
     Got = fun G(Acc) -> receive {Ref, L} -> G(Acc ++ L) after 0 -> Acc end end([]),
     true = lists:sort(Got) =:= lists:sort(ets:tab2list(T)),
     false = ets:info(T, safe_fixed).

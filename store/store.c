@@ -381,6 +381,11 @@ store_t *store_table_store(const store_table_t *t)
     return t->s;
 }
 
+size_t store_table_slots(const store_table_t *t)
+{
+    return t->cap;
+}
+
 size_t store_table_memory(const store_table_t *t)
 {
     size_t slots = t->cap * sizeof(uintptr_t);
@@ -495,9 +500,9 @@ static size_t probe(const store_table_t *t, const void *key, size_t klen,
     }
 }
 
-static int table_grow(store_table_t *t)
+/* Rehashes into ncap slots (a power of two that holds every object). */
+static int table_resize(store_table_t *t, size_t ncap)
 {
-    size_t ncap = t->cap ? t->cap * 2 : STORE_MIN_CAP;
     if (ncap > (SIZE_MAX - HUGE_ALIGN) / sizeof(uintptr_t))
         return -ENOMEM;
     void *raw;
@@ -519,6 +524,21 @@ static int table_grow(store_table_t *t)
     t->slots_raw = raw;
     t->cap = ncap;
     return 0;
+}
+
+static int table_grow(store_table_t *t)
+{
+    return table_resize(t, t->cap ? t->cap * 2 : STORE_MIN_CAP);
+}
+
+int store_table_reserve(store_table_t *t, size_t n)
+{
+    if (n > SIZE_MAX / 8 - t->count)
+        return -ENOMEM;
+    size_t ncap = t->cap ? t->cap : STORE_MIN_CAP;
+    while ((t->count + n) * 4 > ncap * 3)
+        ncap *= 2;
+    return ncap == t->cap ? 0 : table_resize(t, ncap);
 }
 
 int store_table_get(store_table_t *t, const void *key, size_t klen,

@@ -55,6 +55,12 @@ int store_lookup(store_table_t *t, const void *key, size_t len, term_buf_t *out)
 
 size_t store_table_size(const store_table_t *t);
 
+/* Makes room for n more objects than the table holds: inserts up to that
+ * size then never rehash the table (a big merge known in advance saves
+ * every intermediate growth). Never shrinks. 0, or -ENOMEM (the table is
+ * left as it was). */
+int store_table_reserve(store_table_t *t, size_t n);
+
 /* Appends the whole table as one proper list (LIST_EXT of objects, or NIL)
  * to out, encoded without version byte. */
 int store_tab2list(store_table_t *t, term_buf_t *out);

@@ -115,6 +115,9 @@ int store_table_next(store_table_t *t, const void *key, size_t klen,
 /* Bytes the table takes (objects with allocator overhead, slot array). */
 size_t store_table_memory(const store_table_t *t);
 
+/* Length of the slot array (a power of two; 0 before the first insert). */
+size_t store_table_slots(const store_table_t *t);
+
 /* Canonicalizes one term (no version byte) occupying exactly in[0..len)
  * into out, skipping the copy work when it is already canonical: *res
  * points either into in or into out. -EINVAL if the bytes are not one

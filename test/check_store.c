@@ -356,6 +356,54 @@ START_TEST(insert_alloc_failure_returns_enomem_and_changes_nothing)
 }
 END_TEST
 
+START_TEST(reserve_makes_room_once_and_inserts_then_never_grow)
+{
+    ck_assert_int_eq(insert_text(t, "{0,x}"), 0);
+    ck_assert_int_eq(store_table_reserve(t, 1000), 0);
+    size_t slots = store_table_slots(t);
+    /* 1001 objects at most 3/4 full: 2048 slots, in one resize. */
+    ck_assert_uint_eq(slots, 2048);
+    for (int i = 1; i <= 1000; i++) {
+        char b[32];
+        snprintf(b, sizeof b, "{%d,x}", i);
+        ck_assert_int_eq(insert_text(t, b), 0);
+        ck_assert_uint_eq(store_table_slots(t), slots);
+    }
+    ck_assert_uint_eq(store_table_size(t), 1001);
+    assert_lookup(t, "0", "{0,x}");
+    assert_lookup(t, "1000", "{1000,x}");
+    /* Room already there: nothing changes; it never shrinks. */
+    ck_assert_int_eq(store_table_reserve(t, 10), 0);
+    ck_assert_uint_eq(store_table_slots(t), slots);
+    ck_assert_int_eq(store_table_reserve(t, 0), 0);
+    ck_assert_uint_eq(store_table_slots(t), slots);
+}
+END_TEST
+
+START_TEST(reserve_failure_leaves_table_as_it_was)
+{
+    for (int i = 0; i < 11; i++) {
+        char b[32];
+        snprintf(b, sizeof b, "{%d,x}", i);
+        ck_assert_int_eq(insert_text(t, b), 0);
+    }
+    size_t slots = store_table_slots(t);
+    ck_assert_int_eq(store_table_reserve(t, SIZE_MAX / 4), -ENOMEM);
+    mem_fail_after(1);
+    int rc = store_table_reserve(t, 100000);
+    mem_fail_after(0);
+    ck_assert_int_eq(rc, -ENOMEM);
+    ck_assert_uint_eq(store_table_slots(t), slots);
+    ck_assert_uint_eq(store_table_size(t), 11);
+    for (int i = 0; i < 11; i++) {
+        char k[16], o[32];
+        snprintf(k, sizeof k, "%d", i);
+        snprintf(o, sizeof o, "{%d,x}", i);
+        assert_lookup(t, k, o);
+    }
+}
+END_TEST
+
 START_TEST(create_alloc_failure_returns_enomem_and_leaves_nothing)
 {
     int rc;
@@ -406,6 +454,8 @@ Suite *store_suite(void)
     tcase_add_test(tc, insert_tuple_shorter_than_keypos_returns_einval);
     tcase_add_test(tc, insert_malformed_bytes_returns_einval);
     tcase_add_test(tc, insert_same_key_overwrites);
+    tcase_add_test(tc, reserve_makes_room_once_and_inserts_then_never_grow);
+    tcase_add_test(tc, reserve_failure_leaves_table_as_it_was);
     suite_add_tcase(su, tc);
 
     tc = tcase_create("delete_traverse");
