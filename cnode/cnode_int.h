@@ -321,7 +321,8 @@ typedef struct conn_ops {
      * frame may wait (a message nobody waits on, see node_mbox_set_bulk()):
      * after a read whose frames (at least two, ticks not counted) all may
      * wait, the connection stops reading for CONN_BULK_PAUSE_MS, so the
-     * next read takes a larger batch. 0 keeps reading at once. */
+     * next read takes a larger batch (and reads right after a pause go on
+     * pausing, see CONN_BULK_STREAK_MS). 0 keeps reading at once. */
     int (*frame)(conn_t *c, const char *p, size_t n, void *data);
     /* The connection is gone: status 0 when it was up, else the negative
      * errno of the failed setup; reason is text for logs. Called once;
@@ -364,6 +365,11 @@ void conn_freeze(conn_t *c);
 /* How long a connection stops reading after a read of frames that all may
  * wait (conn_ops_t.frame). Bounds the extra latency of any frame. */
 #define CONN_BULK_PAUSE_MS 1
+/* Once a read of at least two such frames started pausing, a read that
+ * comes within this long after a pause ended and holds only frames that
+ * may wait pauses again even with a single frame (a streak); a frame that
+ * may not wait ends it. */
+#define CONN_BULK_STREAK_MS 10
 
 /* 1 while c's reading is paused for coalescing (the pause timer is
  * pending), else 0. For tests and diagnostics. */

@@ -34,6 +34,8 @@ struct conn {
     int handles_open;      /* tcp + timer + pause not yet closed */
     int paused;            /* reading stopped until the pause timer fires */
     int frozen;            /* conn_freeze(): reading never restarts */
+    int streak;            /* the last read with frames ended in a pause */
+    uint64_t pause_end;    /* uv_now() when the last pause ended */
     int epmd_pending;      /* a PORT_PLEASE2 callback will still come */
     int in_callback;       /* guards against freeing while reading */
     conn_ops_t ops;
@@ -361,6 +363,7 @@ static void on_pause_end(uv_timer_t *t)
 {
     conn_t *c = t->data;
     c->paused = 0;
+    c->pause_end = uv_now(c->loop);
     /* A freeze during the pause wins: reading stays stopped. */
     if (c->state == CONN_CLOSED || c->frozen)
         return;
@@ -373,11 +376,12 @@ static void on_pause_end(uv_timer_t *t)
 
 /* Read coalescing. Each small frame used to cost a wake-up of the loop
  * (epoll_wait, a context switch) for a handful of frames. After a read
- * whose frames all may wait, stop reading for CONN_BULK_PAUSE_MS: the
- * kernel's socket buffer collects what follows, and the next read takes it
- * in one go. A frame that may not wait is delayed at most that long, and
- * only when it arrives inside such a pause. Ticks are unaffected: the tick
- * timer counts bytes, and the pause is far below net_ticktime. */
+ * whose frames all may wait (the streak rule in on_read()), stop reading
+ * for CONN_BULK_PAUSE_MS: the kernel's socket buffer collects what
+ * follows, and the next read takes it in one go. A frame that may not wait
+ * is delayed at most that long, and only when it arrives inside such a
+ * pause. Ticks are unaffected: the tick timer counts bytes, and the pause
+ * is far below net_ticktime. */
 static void pause_reading(conn_t *c)
 {
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -436,8 +440,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_maybe_free(c);
         return;
     }
-    if (frames >= 2 && may_wait == frames && c->state == CONN_UP && !c->frozen)
-        pause_reading(c);
+    if (frames > 0 && c->state == CONN_UP && !c->frozen) {
+        /* A streak starts with a read of at least two frames that all may
+         * wait, and goes on while the reads that follow its pauses (soon:
+         * within CONN_BULK_STREAK_MS) hold only such frames, even one.
+         * Without that, a sender that got little CPU during one pause
+         * drops the connection back to a wake-up per frame until two
+         * frames happen to meet in one read again. Any frame that may not
+         * wait ends the streak. */
+        int streak = c->streak && uv_now(c->loop) - c->pause_end <= CONN_BULK_STREAK_MS;
+        c->streak = may_wait == frames && (frames >= 2 || streak);
+        if (c->streak)
+            pause_reading(c);
+    }
 }
 
 /* ---- Setup ---------------------------------------------------------------- */
