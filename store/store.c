@@ -549,6 +549,9 @@ static int table_put(store_table_t *t, const void *obj, size_t len,
             return rc;
     }
     uint32_t h = key_hash(key, klen);
+    /* The home slot of a new key in a big table is a cache miss: start
+     * loading it now, while the object is allocated, copied and logged. */
+    __builtin_prefetch(&t->slots[slot_home(t, h, t->cap - 1)]);
     sobj_t *o = obj_alloc(t, sizeof(*o) + len);
     if (!o)
         return -ENOMEM;
