@@ -317,8 +317,13 @@ typedef struct conn_ops {
     void (*hs_alive_confirmed)(conn_t *c, void *data);
     /* Handshake done; queued frames are flushed after this returns. */
     void (*up)(conn_t *c, void *data);
-    /* One non-tick frame; borrowed for the call. */
-    void (*frame)(conn_t *c, const char *p, size_t n, void *data);
+    /* One non-tick frame; borrowed for the call. Returns nonzero when the
+     * frame may wait (a message nobody waits on, see node_mbox_set_bulk()):
+     * after a read whose frames (at least two, ticks not counted) all may
+     * wait, the connection stops reading for CONN_BULK_PAUSE_MS, so the
+     * next read takes a larger batch (and reads right after a pause go on
+     * pausing, see CONN_BULK_STREAK_MS). 0 keeps reading at once. */
+    int (*frame)(conn_t *c, const char *p, size_t n, void *data);
     /* The connection is gone: status 0 when it was up, else the negative
      * errno of the failed setup; reason is text for logs. Called once;
      * the conn is freed after (do not touch it again). */
@@ -353,8 +358,22 @@ int conn_open_fd(uv_loop_t *loop, uv_os_sock_t fd, hs_role_t role, const char *p
                  void *data, conn_t **out);
 
 /* Test hook: stops reading and ticking, as a frozen (SIGSTOPped) peer
- * would; the connection stays open. */
+ * would; the connection stays open. A read pause running meanwhile ends
+ * without restarting reading. */
 void conn_freeze(conn_t *c);
+
+/* How long a connection stops reading after a read of frames that all may
+ * wait (conn_ops_t.frame). Bounds the extra latency of any frame. */
+#define CONN_BULK_PAUSE_MS 1
+/* Once a read of at least two such frames started pausing, a read that
+ * comes within this long after a pause ended and holds only frames that
+ * may wait pauses again even with a single frame (a streak); a frame that
+ * may not wait ends it. */
+#define CONN_BULK_STREAK_MS 10
+
+/* 1 while c's reading is paused for coalescing (the pause timer is
+ * pending), else 0. For tests and diagnostics. */
+int conn_read_paused(const conn_t *c);
 
 /* Queues a complete frame (4-byte length included) taking ownership of
  * buf (a mem_alloc'd block; freed even on error). Before the handshake

@@ -27,10 +27,15 @@ typedef struct wr {
 struct conn {
     uv_loop_t *loop;
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    uv_timer_t timer;      /* handshake time limit, then ticks */
+    uv_timer_t pause;      /* ends a read pause (CONN_BULK_PAUSE_MS) */
     conn_state_t state;
     int initiator;
-    int handles_open;      /* tcp + timer not yet closed */
+    int handles_open;      /* tcp + timer + pause not yet closed */
+    int paused;            /* reading stopped until the pause timer fires */
+    int frozen;            /* conn_freeze(): reading never restarts */
+    int streak;            /* the last read with frames ended in a pause */
+    uint64_t pause_end;    /* uv_now() when the last pause ended */
     int epmd_pending;      /* a PORT_PLEASE2 callback will still come */
     int in_callback;       /* guards against freeing while reading */
     conn_ops_t ops;
@@ -70,10 +75,24 @@ int conn_is_initiator(const conn_t *c) { return c->initiator; }
 uint32_t conn_peer_creation(const conn_t *c) { return c->hs.peer_creation; }
 uint64_t conn_peer_flags(const conn_t *c) { return c->hs.peer_flags; }
 uint64_t conn_queued(const conn_t *c) { return c->queued + c->pend_bytes; }
+int conn_read_paused(const conn_t *c) { return c->paused; }
 
 static const char *who(const conn_t *c)
 {
     return c->peer[0] ? c->peer : c->addr[0] ? c->addr : "?";
+}
+
+/* Marks c closed and closes its handles (all three were initialised by
+ * conn_alloc()); c is freed once every close callback ran and nothing else
+ * holds it (conn_maybe_free()). Closing a timer stops it, so a pending
+ * pause never fires. */
+static void close_handles(conn_t *c)
+{
+    c->state = CONN_CLOSED;
+    c->paused = 0;
+    uv_close((uv_handle_t *)&c->tcp, handle_closed);
+    uv_close((uv_handle_t *)&c->timer, handle_closed);
+    uv_close((uv_handle_t *)&c->pause, handle_closed);
 }
 
 void conn_close(conn_t *c, int status, const char *reason)
@@ -81,10 +100,8 @@ void conn_close(conn_t *c, int status, const char *reason)
     if (c->state == CONN_CLOSED)
         return;
     int was_up = c->state == CONN_UP;
-    c->state = CONN_CLOSED;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_close((uv_handle_t *)&c->tcp, handle_closed);
-    uv_close((uv_handle_t *)&c->timer, handle_closed);
+    close_handles(c);
     /* The owner may take the unsent frames (conn_detach_pending) here. */
     c->in_callback++;
     c->ops.closed(c, was_up, status, reason, c->data);
@@ -340,6 +357,38 @@ static ssize_t feed_handshake(conn_t *c, const char *p, size_t len)
     return (ssize_t)used;
 }
 
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void on_pause_end(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    c->paused = 0;
+    c->pause_end = uv_now(c->loop);
+    /* A freeze during the pause wins: reading stays stopped. */
+    if (c->state == CONN_CLOSED || c->frozen)
+        return;
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        log_warn("%s: read restart: %s: closing", who(c), uv_strerror(rc));
+        conn_close(c, rc, "read failed");
+    }
+}
+
+/* Read coalescing. Each small frame used to cost a wake-up of the loop
+ * (epoll_wait, a context switch) for a handful of frames. After a read
+ * whose frames all may wait (the streak rule in on_read()), stop reading
+ * for CONN_BULK_PAUSE_MS: the kernel's socket buffer collects what
+ * follows, and the next read takes it in one go. A frame that may not wait
+ * is delayed at most that long, and only when it arrives inside such a
+ * pause. Ticks are unaffected: the tick timer counts bytes, and the pause
+ * is far below net_ticktime. */
+static void pause_reading(conn_t *c)
+{
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_start(&c->pause, on_pause_end, CONN_BULK_PAUSE_MS, 0);
+    c->paused = 1;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
@@ -358,6 +407,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->rx += (uint64_t)nread;
     const char *p = buf->base;
     size_t len = (size_t)nread;
+    unsigned frames = 0, may_wait = 0; /* ticks count as neither */
     c->in_callback++;
     while (len > 0 && c->state != CONN_CLOSED) {
         if (c->state == CONN_HANDSHAKE) {
@@ -379,12 +429,30 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             conn_close(c, rc, rc == -EMSGSIZE ? "frame too large" : "out of memory");
             break;
         }
-        if (rc == 1 && flen > 0)
-            c->ops.frame(c, frame, flen, c->data);
+        if (rc == 1 && flen > 0) {
+            frames++;
+            if (c->ops.frame(c, frame, flen, c->data))
+                may_wait++;
+        }
     }
     c->in_callback--;
-    if (c->state == CONN_CLOSED)
+    if (c->state == CONN_CLOSED) {
         conn_maybe_free(c);
+        return;
+    }
+    if (frames > 0 && c->state == CONN_UP && !c->frozen) {
+        /* A streak starts with a read of at least two frames that all may
+         * wait, and goes on while the reads that follow its pauses (soon:
+         * within CONN_BULK_STREAK_MS) hold only such frames, even one.
+         * Without that, a sender that got little CPU during one pause
+         * drops the connection back to a wake-up per frame until two
+         * frames happen to meet in one read again. Any frame that may not
+         * wait ends the streak. */
+        int streak = c->streak && uv_now(c->loop) - c->pause_end <= CONN_BULK_STREAK_MS;
+        c->streak = may_wait == frames && (frames >= 2 || streak);
+        if (c->streak)
+            pause_reading(c);
+    }
 }
 
 /* ---- Setup ---------------------------------------------------------------- */
@@ -413,9 +481,11 @@ static int conn_alloc(uv_loop_t *loop, const hs_t *hs_template, const conn_limit
         return rc;
     }
     uv_timer_init(loop, &c->timer);
+    uv_timer_init(loop, &c->pause);
     c->tcp.data = c;
     c->timer.data = c;
-    c->handles_open = 2;
+    c->pause.data = c;
+    c->handles_open = 3;
     *out = c;
     return 0;
 }
@@ -440,9 +510,7 @@ int conn_accept(uv_stream_t *server, const hs_t *hs_template, const conn_limits_
         return rc;
     rc = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rc < 0) {
-        c->state = CONN_CLOSED;
-        uv_close((uv_handle_t *)&c->tcp, handle_closed);
-        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        close_handles(c);
         return rc;
     }
     hs_init(&c->hs, HS_ACCEPTOR, hs_template->this_name, NULL, hs_template->cookie,
@@ -466,9 +534,7 @@ int conn_accept(uv_stream_t *server, const hs_t *hs_template, const conn_limits_
     uv_timer_start(&c->timer, on_tick, lim->setup_ms, 0);
     rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0) {
-        c->state = CONN_CLOSED;
-        uv_close((uv_handle_t *)&c->tcp, handle_closed);
-        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        close_handles(c);
         return rc;
     }
     log_debug("%s: incoming connection", c->addr);
@@ -555,9 +621,7 @@ int conn_connect(uv_loop_t *loop, const char *peer, const hs_t *hs_template,
     c->state = CONN_RESOLVING;
     rc = epmd_port_please(loop, host, alive, on_port, c);
     if (rc < 0) {
-        c->state = CONN_CLOSED;
-        uv_close((uv_handle_t *)&c->tcp, handle_closed);
-        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        close_handles(c);
         return rc;
     }
     c->epmd_pending = 1;
@@ -651,9 +715,7 @@ int conn_open_fd(uv_loop_t *loop, uv_os_sock_t fd, hs_role_t role, const char *p
         rc = hs_init(&c->hs, role, hs_template->this_name, peer, hs_template->cookie,
                      hs_template->this_flags, hs_template->this_creation, random32());
     if (rc < 0) {
-        c->state = CONN_CLOSED;
-        uv_close((uv_handle_t *)&c->tcp, handle_closed);
-        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        close_handles(c);
         return rc;
     }
     snprintf(c->addr, sizeof c->addr, "fd %d", (int)fd);
@@ -672,9 +734,7 @@ int conn_open_fd(uv_loop_t *loop, uv_os_sock_t fd, hs_role_t role, const char *p
     }
     cbuf_release(&hello);
     if (rc < 0) {
-        c->state = CONN_CLOSED;
-        uv_close((uv_handle_t *)&c->tcp, handle_closed);
-        uv_close((uv_handle_t *)&c->timer, handle_closed);
+        close_handles(c);
         return rc;
     }
     *out = c;
@@ -685,6 +745,8 @@ void conn_freeze(conn_t *c)
 {
     if (c->state == CONN_CLOSED)
         return;
+    /* A pending read pause still fires, and sees frozen. */
+    c->frozen = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
 }

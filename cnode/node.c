@@ -47,6 +47,7 @@ struct node_mbox {
     alias_ent_t *aliases;
     int closed;
     int busy;                    /* inside its callback */
+    int bulk;                    /* node_mbox_set_bulk(): its messages may wait */
 };
 
 typedef struct mon_out {         /* a monitor one of our mailboxes placed */
@@ -177,6 +178,7 @@ uint32_t node_creation(node_t *n) { return n->creation; }
 const term_pid_t *node_mbox_pid(const node_mbox_t *mb) { return &mb->pid; }
 const char *node_mbox_name(const node_mbox_t *mb) { return mb->name; }
 node_t *node_mbox_node(const node_mbox_t *mb) { return mb->node; }
+void node_mbox_set_bulk(node_mbox_t *mb, int bulk) { mb->bulk = bulk != 0; }
 
 int node_is_local_pid(node_t *n, const term_pid_t *pid)
 {
@@ -978,7 +980,11 @@ void node_mbox_close_buf(node_mbox_t *mb, term_buf_t *b, size_t off)
 
 /* ---- Incoming control messages ------------------------------------------- */
 
-static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
+/* Handles one frame. Returns 1 when the frame may wait (conn.c's read
+ * coalescing): a message delivered to a bulk mailbox, or one dropped for
+ * want of a receiver (nobody waits for it); 0 for everything else (control
+ * signals, rpc, calls), whose latency counts. */
+static int dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
 {
     const char *peer = conn_peer(p->conn);
     dist_msg_t m;
@@ -989,35 +995,42 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
                                                           : "");
         else
             log_debug("%s: malformed distribution frame (%zu bytes): dropped", peer, len);
-        return;
+        return 0;
     }
     node_mbox_t *mb = NULL;
     term_buf_t b;
+    int bulk;
     switch (m.op) {
     case DOP_SEND:
     case DOP_SEND_TT:
     case DOP_SEND_SENDER:
     case DOP_SEND_SENDER_TT:
-        if ((mb = find_pid(n, &m.to_pid)))
-            deliver(mb, m.op == DOP_SEND || m.op == DOP_SEND_TT ? NODE_MSG_SEND
-                                                                : NODE_MSG_SEND_SENDER,
-                    m.has_from ? &m.from : NULL, peer, NULL, NULL, m.msg, m.msg_len);
-        else
+        if (!(mb = find_pid(n, &m.to_pid))) {
             log_debug("%s: message to unknown pid <%u.%u>: dropped", peer, m.to_pid.num,
                       m.to_pid.serial);
-        return;
+            return 1;
+        }
+        bulk = mb->bulk; /* read first: the callback may close and free mb */
+        deliver(mb, m.op == DOP_SEND || m.op == DOP_SEND_TT ? NODE_MSG_SEND
+                                                            : NODE_MSG_SEND_SENDER,
+                m.has_from ? &m.from : NULL, peer, NULL, NULL, m.msg, m.msg_len);
+        return bulk;
     case DOP_REG_SEND:
     case DOP_REG_SEND_TT:
-        if ((mb = find_name(n, m.to_name)))
-            deliver(mb, NODE_MSG_REG_SEND, &m.from, peer, m.to_name, NULL, m.msg, m.msg_len);
-        else
+        if (!(mb = find_name(n, m.to_name))) {
             log_debug("%s: message to unregistered name %s: dropped", peer, m.to_name);
-        return;
+            return 1;
+        }
+        bulk = mb->bulk;
+        deliver(mb, NODE_MSG_REG_SEND, &m.from, peer, m.to_name, NULL, m.msg, m.msg_len);
+        return bulk;
     case DOP_ALIAS_SEND:
     case DOP_ALIAS_SEND_TT:
-        if ((mb = find_alias(n, &m.ref)))
-            deliver(mb, NODE_MSG_ALIAS_SEND, &m.from, peer, NULL, &m.ref, m.msg, m.msg_len);
-        return;
+        if (!(mb = find_alias(n, &m.ref)))
+            return 1;
+        bulk = mb->bulk;
+        deliver(mb, NODE_MSG_ALIAS_SEND, &m.from, peer, NULL, &m.ref, m.msg, m.msg_len);
+        return bulk;
     case DOP_LINK:
         if ((mb = find_pid(n, &m.to_pid))) {
             node_mbox_add_link(mb, &m.from);
@@ -1031,11 +1044,11 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
             term_put_atom(&b, "noproc");
             send_ctl_buf(n, peer, &b, NULL, 0);
         }
-        return;
+        return 0;
     case DOP_UNLINK:
         if ((mb = find_pid(n, &m.to_pid)))
             remove_link(mb, &m.from);
-        return;
+        return 0;
     case DOP_UNLINK_ID:
         if ((mb = find_pid(n, &m.to_pid)))
             remove_link(mb, &m.from);
@@ -1047,10 +1060,10 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
         term_put_pid(&b, &m.to_pid);
         term_put_pid(&b, &m.from);
         send_ctl_buf(n, peer, &b, NULL, 0);
-        return;
+        return 0;
     case DOP_UNLINK_ID_ACK:
     case DOP_GROUP_LEADER:
-        return;
+        return 0;
     case DOP_EXIT:
     case DOP_EXIT_TT:
     case DOP_PAYLOAD_EXIT:
@@ -1060,11 +1073,11 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
     case DOP_PAYLOAD_EXIT2:
     case DOP_PAYLOAD_EXIT2_TT:
         if (!(mb = find_pid(n, &m.to_pid)))
-            return;
+            return 0;
         if (m.op == DOP_EXIT || m.op == DOP_EXIT_TT || m.op == DOP_PAYLOAD_EXIT ||
             m.op == DOP_PAYLOAD_EXIT_TT) {
             if (!remove_link(mb, &m.from))
-                return; /* not linked: BEAM ignores it */
+                return 0; /* not linked: BEAM ignores it */
         }
         /* Mailboxes trap exits: the signal becomes a message, never a kill. */
         term_buf_init(&b);
@@ -1078,19 +1091,19 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
         if (b.err == 0)
             deliver(mb, NODE_MSG_EXIT, &m.from, peer, NULL, NULL, b.data, b.len);
         term_buf_release(&b);
-        return;
+        return 0;
     case DOP_MONITOR_P: {
         mb = m.has_to_pid ? find_pid(n, &m.to_pid) : find_name(n, m.to_name);
         if (mb && node_mbox_add_monitor(mb, &m.from, &m.ref) == 0) {
             mb->mons->by_name = !m.has_to_pid;
-            return;
+            return 0;
         }
         term_buf_t r;
         put_atom_term(&r, "noproc");
         send_monitor_exit(n, m.has_to_pid ? &m.to_pid : NULL, m.to_name, &m.from, &m.ref,
                           r.data, r.len);
         term_buf_release(&r);
-        return;
+        return 0;
     }
     case DOP_DEMONITOR_P:
         mb = m.has_to_pid ? find_pid(n, &m.to_pid) : find_name(n, m.to_name);
@@ -1104,7 +1117,7 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
                 }
             }
         }
-        return;
+        return 0;
     case DOP_MONITOR_P_EXIT:
     case DOP_PAYLOAD_MONITOR_P_EXIT: {
         mon_out_t *mo = take_mon_out(n, &m.ref);
@@ -1113,7 +1126,7 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
                 deliver_down(n, mo, m.reason, m.reason_len);
             mem_free(mo);
         }
-        return;
+        return 0;
     }
     case DOP_SPAWN_REQUEST:
     case DOP_SPAWN_REQUEST_TT:
@@ -1121,16 +1134,16 @@ static void dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
     case DOP_SPAWN_REPLY_TT:
         if (n->ctl_cb) {
             n->ctl_cb(n, peer, m.op, m.ctl, m.ctl_len, m.msg, m.msg_len, n->ctl_data);
-            return;
+            return 0;
         }
         log_warn("%s: control message %d with no handler: dropped", peer, m.op);
-        return;
+        return 0;
     default:
         if (++p->bad_frames <= PEER_BAD_FRAME_LOGS)
             log_warn("%s: unknown control message %d: dropped", peer, m.op);
         else
             log_debug("%s: unknown control message %d: dropped", peer, m.op);
-        return;
+        return 0;
     }
 }
 
@@ -1316,11 +1329,11 @@ static void peer_up(conn_t *c, void *data)
     finish_waiters(n, conn_peer(c), 0);
 }
 
-static void peer_frame(conn_t *c, const char *f, size_t len, void *data)
+static int peer_frame(conn_t *c, const char *f, size_t len, void *data)
 {
     (void)c;
     peer_t *p = data;
-    dispatch(p->node, p, f, len);
+    return dispatch(p->node, p, f, len);
 }
 
 static void peer_closed(conn_t *c, int was_up, int status, const char *reason, void *data)

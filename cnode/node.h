@@ -148,6 +148,19 @@ const term_pid_t *node_mbox_pid(const node_mbox_t *mb);
 const char *node_mbox_name(const node_mbox_t *mb);
 node_t *node_mbox_node(const node_mbox_t *mb);
 
+/* Marks mb as bulk (bulk != 0) or not (the default). A bulk mailbox takes
+ * fire-and-forget traffic whose sender waits for nothing, such as PubSub's
+ * {forward_to_local, ...}: its messages may be held back a little so that
+ * they are read from the socket in batches. When every frame of a read
+ * from a peer was a message to a bulk mailbox (at least two of them, or
+ * one right after such a pause), the node stops reading that connection
+ * for at most a millisecond, so the next read hands over a whole batch;
+ * any other frame (rpc, calls, monitors, links) in a read keeps reading
+ * going at once, and a message after a quiet spell is never held back.
+ * Everything from that peer waits alike, so order is kept. Never mark a
+ * mailbox that answers calls or rpc. */
+void node_mbox_set_bulk(node_mbox_t *mb, int bulk);
+
 /* Closes the mailbox as a process exit: every remote monitor of it gets
  * MONITOR_P_EXIT with Reason, every link gets EXIT with Reason, monitors
  * it placed are removed (DEMONITOR_P sent), the name is freed. reason is an

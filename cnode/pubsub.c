@@ -124,6 +124,9 @@ int pubsub_new(node_t *n, pg_t *pg, const char *server, unsigned pool_size,
         ps->nworkers = i + 1;
         if ((rc = node_mbox_new(n, name, worker_cb, w, &w->mb)) < 0)
             goto fail;
+        /* Listener traffic is {forward_to_local, ...} broadcasts that no
+         * sender waits on: let the node read it in batches. */
+        node_mbox_set_bulk(w->mb, 1);
         if ((rc = pg_join(pg, name, node_mbox_pid(w->mb))) < 0)
             goto fail;
     }

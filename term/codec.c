@@ -118,7 +118,20 @@ static int utf8_check(const uint8_t *p, size_t n, size_t *chars)
     while (i < n) {
         uint8_t b = p[i];
         if (b < 0x80) {
+            /* A peer with DFLAG_UTF8_ATOMS sends every atom as UTF-8, and
+             * nearly all are ASCII: take 8 bytes at a time while none has
+             * its top bit set. */
             i++;
+            c++;
+            while (n - i >= 8) {
+                uint64_t w;
+                memcpy(&w, p + i, 8);
+                if (w & 0x8080808080808080ull)
+                    break;
+                i += 8;
+                c += 8;
+            }
+            continue;
         } else if (b >= 0xC2 && b <= 0xDF) {
             if (n - i < 2 || (p[i + 1] & 0xC0) != 0x80)
                 return -EPROTO;
@@ -593,7 +606,35 @@ static int skip_term(const uint8_t *p, const uint8_t *end, int depth, const uint
     int rc;
     if (depth > TERM_MAX_DEPTH)
         return -E2BIG;
-    if ((rc = term_int_hdr(p, (size_t)(end - p), &h)) < 0)
+    /* The shapes of a typical message ({new, {<<"key">>, 42}} and its
+     * envelopes) without filling a whole header: the same checks as
+     * term_int_hdr() for these tags, every length against the bytes left. */
+    size_t left = (size_t)(end - p), n;
+    if (left >= 2) {
+        switch (p[0]) {
+        case TERM_TAG_SMALL_INTEGER:
+            *next = p + 2;
+            return 0;
+        case TERM_TAG_SMALL_ATOM_UTF8:
+            n = p[1];
+            if (n > left - 2 || utf8_check(p + 2, n, &n) < 0)
+                return -EPROTO;
+            *next = p + 2 + p[1];
+            return 0;
+        case TERM_TAG_SMALL_TUPLE:
+            if (p[1] > left - 2)
+                return -EPROTO;
+            return skip_children(p + 2, end, p[1], depth + 1, next);
+        case TERM_TAG_BINARY:
+            if (left < 5 || (n = term_be32(p + 1)) > left - 5)
+                return -EPROTO;
+            *next = p + 5 + n;
+            return 0;
+        default:
+            break;
+        }
+    }
+    if ((rc = term_int_hdr(p, left, &h)) < 0)
         return rc;
     switch (h.type) {
     case TERM_T_TUPLE:

@@ -1,6 +1,7 @@
 /* check_conn.c: two connections on a private libuv loop over a
  * socketpair: the handshake through libuv, frames both ways, a wrong
- * cookie, the tick timeout, and the slow-reader cut-off. */
+ * cookie, the tick timeout, the slow-reader cut-off, and the read pause
+ * after a batch of frames that may wait. */
 #include <check.h>
 #include <errno.h>
 #include <string.h>
@@ -33,13 +34,15 @@ static void on_up(conn_t *c, void *data)
     ((side_t *)data)->up = 1;
 }
 
-static void on_frame(conn_t *c, const char *p, size_t n, void *data)
+/* A frame whose body starts with 'w' may wait (as a message to a bulk
+ * mailbox does in node.c); any other does not. */
+static int on_frame(conn_t *c, const char *p, size_t n, void *data)
 {
     (void)c;
-    (void)p;
     side_t *s = data;
     s->frames++;
     s->last_len = n;
+    return p[0] == 'w';
 }
 
 static void on_closed(conn_t *c, int was_up, int status, const char *reason, void *data)
@@ -108,6 +111,44 @@ static char *frame_of(size_t body, size_t *len)
     memset(f + 4, 'x', body);
     *len = 4 + body;
     return f;
+}
+
+/* One buffer holding a frame per character of kinds ('w': may wait, 'x':
+ * may not, 't': a tick), each body 100 bytes, so that a single write puts
+ * them all in one read on the other side. */
+static char *burst_of(const char *kinds, size_t *len)
+{
+    size_t n = strlen(kinds), total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += kinds[i] == 't' ? 4 : 104;
+    char *f = mem_alloc(total);
+    ck_assert_ptr_nonnull(f);
+    char *p = f;
+    for (size_t i = 0; i < n; i++) {
+        size_t body = kinds[i] == 't' ? 0 : 100;
+        p[0] = p[1] = 0;
+        p[2] = (char)(body >> 8);
+        p[3] = (char)body;
+        memset(p + 4, kinds[i], body);
+        p += 4 + body;
+    }
+    *len = total;
+    return f;
+}
+
+/* Brings the rig up and has a send b one burst; returns once b has it. */
+static void rig_up_and_burst(rig_t *r, const char *kinds)
+{
+    rig_start(r, "c", "c", 60000, 1 << 20);
+    RUN_UNTIL(r, r->a.up && r->b.up);
+    ck_assert_int_eq(r->b.up, 1);
+    size_t len, want = 0;
+    for (const char *k = kinds; *k; k++)
+        want += *k != 't';
+    char *f = burst_of(kinds, &len);
+    ck_assert_int_eq(conn_send(r->a.c, f, len), 0);
+    RUN_UNTIL(r, (size_t)r->b.frames == want);
+    ck_assert_int_eq(r->b.frames, (int)want);
 }
 
 START_TEST(handshake_over_socketpair_brings_both_up)
@@ -209,6 +250,92 @@ START_TEST(silent_peer_times_out_at_ticktime)
 }
 END_TEST
 
+START_TEST(burst_of_frames_that_may_wait_pauses_reading)
+{
+    rig_t r;
+    rig_up_and_burst(&r, "wwtw");
+    ck_assert_int_eq(conn_read_paused(r.b.c), 1);
+    rig_finish(&r);
+}
+END_TEST
+
+START_TEST(frames_after_a_pause_are_all_delivered)
+{
+    rig_t r;
+    rig_up_and_burst(&r, "ww");
+    ck_assert_int_eq(conn_read_paused(r.b.c), 1);
+    /* Sent while b is not reading: they wait in the socket until the pause
+     * ends, then arrive, none lost. */
+    size_t len;
+    char *f = burst_of("xwx", &len);
+    ck_assert_int_eq(conn_send(r.a.c, f, len), 0);
+    f = frame_of(300000, &len);
+    ck_assert_int_eq(conn_send(r.a.c, f, len), 0);
+    RUN_UNTIL(&r, r.b.frames == 6);
+    ck_assert_int_eq(r.b.frames, 6);
+    ck_assert_uint_eq(r.b.last_len, 300000);
+    /* That read held frames that may not wait: reading goes on. */
+    ck_assert_int_eq(conn_read_paused(r.b.c), 0);
+    ck_assert_int_eq(r.b.closed, 0);
+    rig_finish(&r);
+}
+END_TEST
+
+START_TEST(burst_with_a_frame_that_may_not_wait_keeps_reading)
+{
+    rig_t r;
+    rig_up_and_burst(&r, "wwxw");
+    ck_assert_int_eq(conn_read_paused(r.b.c), 0);
+    rig_finish(&r);
+}
+END_TEST
+
+START_TEST(lone_frame_that_may_wait_keeps_reading)
+{
+    rig_t r;
+    rig_up_and_burst(&r, "tw");
+    ck_assert_int_eq(conn_read_paused(r.b.c), 0);
+    rig_finish(&r);
+}
+END_TEST
+
+START_TEST(frozen_conn_is_not_restarted_by_the_pause)
+{
+    rig_t r;
+    rig_up_and_burst(&r, "ww");
+    ck_assert_int_eq(conn_read_paused(r.b.c), 1);
+    conn_freeze(r.b.c);
+    size_t len;
+    char *f = burst_of("x", &len);
+    ck_assert_int_eq(conn_send(r.a.c, f, len), 0);
+    /* The pause timer fires (paused drops to 0) and must leave reading
+     * stopped: the frame sent meanwhile stays in the socket. */
+    RUN_UNTIL(&r, !conn_read_paused(r.b.c));
+    ck_assert_int_eq(conn_read_paused(r.b.c), 0);
+    for (int i = 0; i < 8; i++)
+        uv_run(&r.loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(r.b.frames, 2);
+    ck_assert_int_eq(r.b.closed, 0);
+    rig_finish(&r);
+}
+END_TEST
+
+START_TEST(closed_conn_is_not_restarted_by_the_pause)
+{
+    rig_t r;
+    rig_up_and_burst(&r, "www");
+    ck_assert_int_eq(conn_read_paused(r.b.c), 1);
+    /* Closing closes the pause timer with the socket: its callback never
+     * runs on the freed conn (ASan checks that), and the loop ends. */
+    conn_close(r.b.c, 0, "closed by test");
+    ck_assert_int_eq(r.b.closed, 1);
+    RUN_UNTIL(&r, r.a.closed);
+    ck_assert_int_eq(r.a.was_up, 1);
+    ck_assert_int_eq(r.b.frames, 3);
+    rig_finish(&r);
+}
+END_TEST
+
 Suite *conn_suite(void)
 {
     Suite *s = suite_create("conn");
@@ -221,5 +348,13 @@ Suite *conn_suite(void)
     tcase_add_test(t, slow_reader_is_cut_off_at_queue_limit);
     tcase_add_test(t, silent_peer_times_out_at_ticktime);
     suite_add_tcase(s, t);
+    TCase *p = tcase_create("read_pause");
+    tcase_add_test(p, burst_of_frames_that_may_wait_pauses_reading);
+    tcase_add_test(p, frames_after_a_pause_are_all_delivered);
+    tcase_add_test(p, burst_with_a_frame_that_may_not_wait_keeps_reading);
+    tcase_add_test(p, lone_frame_that_may_wait_keeps_reading);
+    tcase_add_test(p, frozen_conn_is_not_restarted_by_the_pause);
+    tcase_add_test(p, closed_conn_is_not_restarted_by_the_pause);
+    suite_add_tcase(s, p);
     return s;
 }

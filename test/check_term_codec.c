@@ -544,6 +544,39 @@ START_TEST(canon_invalid_returns_eproto)
 }
 END_TEST
 
+/* UTF-8 atoms whose fault comes after a run of ASCII long enough for the
+ * 8-bytes-at-a-time scan, and valid ones that mix both. */
+static const struct utf8_row {
+    const char *id;
+    const char *in;   /* with version byte */
+    size_t len;
+    int ok;
+} utf8_rows[] = {
+    {"stray continuation after 9 ascii", "\x83\x77\x0a" "abcdefghi" "\x80", 13, 0},
+    {"overlong after 9 ascii", "\x83\x77\x0b" "abcdefghi" "\xc0\x80", 14, 0},
+    {"surrogate after 16 ascii", "\x83\x77\x13" "abcdefghijklmnop" "\xed\xa0\x80", 22, 0},
+    {"0xff as 8th byte of a word", "\x83\x77\x0a" "abcdefg" "\xff" "hi", 13, 0},
+    {"truncated 2-byte form at the end", "\x83\x77\x11" "abcdefghijklmnop" "\xc3", 20, 0},
+    {"e-acute between ascii runs", "\x83\x77\x1a" "abcdefghijklmnop" "\xc3\xa9" "abcdefgh", 29, 1},
+    {"ascii of 8 exactly", "\x83\x77\x08" "abcdefgh", 11, 1},
+    {"ascii of 17", "\x83\x77\x11" "abcdefghijklmnopq", 20, 1},
+};
+
+START_TEST(atom_utf8_after_ascii_run_checked)
+{
+    const struct utf8_row *row = &utf8_rows[_i];
+    size_t used = 0;
+    term_buf_t out;
+    term_buf_init(&out);
+    int want = row->ok ? 0 : -EPROTO;
+    ck_assert_msg(term_skip(row->in + 1, row->len - 1, &used) == want, "skip %s", row->id);
+    if (row->ok)
+        ck_assert_uint_eq(used, row->len - 1);
+    ck_assert_msg(term_canon(row->in, row->len, &out) == want, "canon %s", row->id);
+    term_buf_release(&out);
+}
+END_TEST
+
 /* ---- encoders ----------------------------------------------------------- */
 
 START_TEST(put_long_matches_beam_at_boundaries)
@@ -764,6 +797,8 @@ Suite *term_codec_suite(void)
     tcase_add_test(tc, canon_compressed_claiming_huge_size_returns_error_without_alloc);
     tcase_add_test(tc, canon_compressed_size_mismatch_returns_eproto);
     tcase_add_loop_test(tc, canon_invalid_returns_eproto, 0, sizeof bad / sizeof bad[0]);
+    tcase_add_loop_test(tc, atom_utf8_after_ascii_run_checked, 0,
+                        sizeof utf8_rows / sizeof utf8_rows[0]);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("depth");
