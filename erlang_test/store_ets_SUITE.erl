@@ -13,6 +13,8 @@
          tab2file_files_cross_between_store_and_ets/1]).
 
 -define(OPS, 100000).
+-define(HISTORY_SCAN, 5000).
+-define(HISTORY_SHOW, 200).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -249,8 +251,12 @@ loop(P, N, Counts) ->
         os:getenv("STORE_DIFF_PARANOID") =:= "1" andalso
             [same(P, tab2list, [T]) || T <- [sd_t1, sd_t2]]
     catch exit:Why ->
+            %% The reason first: the history below may be slow on a busy
+            %% machine, and a timetrap hit there must not hide it.
+            Op = ?OPS - N + 1,
+            ct:pal("op ~b failed: ~p~nargs: ~p~nreason: ~p", [Op, F, A, Why]),
             history_of(A),
-            ct:fail({op, ?OPS - N + 1, F, A, Why})
+            ct:fail({op, Op, F, A, Why})
     end,
     put(history, [{F, A} | get_history()]),
     loop(P, N - 1, maps:update_with(F, fun(C) -> C + 1 end, 1, Counts)).
@@ -259,12 +265,19 @@ get_history() ->
     case get(history) of undefined -> []; H -> H end.
 
 %% On a failure: the earlier operations that mention the failing call's
-%% key, oldest first, to find where the two tables parted.
+%% key, oldest first, to find where the two tables parted. Only the last
+%% ?HISTORY_SCAN operations are searched and at most ?HISTORY_SHOW of the
+%% hits printed, so this stays well inside the timetrap; the whole
+%% sequence goes to a file for replaying.
 history_of([_T, Key | _]) ->
-    %% The whole sequence too, for replaying (in the log directory).
-    file:write_file("store_ets_history.bin", term_to_binary(lists:reverse(get_history()))),
-    Hits = [Op || {_, Args} = Op <- lists:reverse(get_history()), mentions(Key, Args)],
-    ct:pal("operations on ~p before the failure:~n~p", [Key, Hits]);
+    H = get_history(),
+    file:write_file("store_ets_history.bin", term_to_binary(lists:reverse(H))),
+    Recent = lists:sublist(H, ?HISTORY_SCAN),
+    Hits = lists:reverse(lists:sublist([Op || {_, Args} = Op <- Recent, mentions(Key, Args)],
+                                       ?HISTORY_SHOW)),
+    ct:pal("last ~b of the ~b operations on ~p among the last ~b before the failure "
+           "(all ~b in store_ets_history.bin):~n~P",
+           [length(Hits), length(H), Key, length(Recent), length(H), Hits, 400]);
 history_of(_) -> ok.
 
 mentions(K, K) -> true;
@@ -273,6 +286,8 @@ mentions(K, L) when is_list(L) -> mentions_list(K, L);
 mentions(K, M) when is_map(M) -> mentions(K, maps:to_list(M));
 mentions(_, _) -> false.
 
+%% [] ends the walk: handing it back to mentions/2 (a list) looped forever.
+mentions_list(_K, []) -> false;
 mentions_list(K, [H | T]) -> mentions(K, H) orelse mentions_list(K, T);
 mentions_list(K, T) -> mentions(K, T).
 
