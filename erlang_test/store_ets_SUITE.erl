@@ -252,8 +252,9 @@ match_specs_agree_with_ets(Config) ->
 %% Bodies that build maps from bound variables holding tuples, lists,
 %% binaries, bignums, floats and maps, with the table churned in between
 %% and every key looked up after: on an ERTS with the match-spec map copy
-%% bug (see ets_apply/2), running these inside ETS made ETS lose keys or
-%% crashed the VM within a few hundred rounds; they must keep agreeing.
+%% bug (see ets_apply/2), running these inside ETS broke the table within
+%% the first rounds (a select over the full table returned []) or crashed
+%% the VM; they must keep agreeing.
 map_bodies_over_bound_terms_agree_with_ets(Config) ->
     P = ?config(port, Config),
     both_new(P, sd_t1, [named_table, public]),
