@@ -19,7 +19,8 @@
          etsd_sync_pulls_and_pushes_at_once/1,
          pull_forms_are_the_parse_of_their_source/1,
          writes_during_a_chunked_pull_all_arrive/1,
-         node_refusing_erl_eval_is_read_with_tab2list/1]).
+         node_refusing_erl_eval_is_read_with_tab2list/1,
+         lying_pull_answers_are_survived/1]).
 
 -define(GROUP, 'Elixir.MyApp.PubSub.Adapter').
 -define(SCOPE, 'Elixir.Phoenix.PubSub').
@@ -43,6 +44,7 @@ all() ->
      pull_forms_are_the_parse_of_their_source,
      writes_during_a_chunked_pull_all_arrive,
      node_refusing_erl_eval_is_read_with_tab2list,
+     lying_pull_answers_are_survived,
      one_million_users_reach_etsd_with_ticks_flowing].
 
 groups() -> [].
@@ -464,22 +466,54 @@ node_refusing_erl_eval_is_read_with_tab2list(Config) ->
     etsd_test_lib:await_log(E, "read with ets:tab2list/1: the chunked read was refused", 5000),
     check_pids(Before).
 
-refuse_erl_eval() ->
+%% A node that answers the chunked read with lies (here a stand-in
+%% registered as rex): a size no table has, chunks that are not lists or
+%% hold non-objects, a chunk for another read, then a chunk count that does
+%% not match. etsd stays up, drops what is not an object, reads the table
+%% again with ets:tab2list/1 and says why.
+lying_pull_answers_are_survived(Config) ->
+    A = seed_node("liar", []),
+    Ua = users("liar", 3000),
+    true = erpc:call(A, ets, insert, [users, Ua], 30000),
+    ok = erpc:call(A, erlang, apply, [fun() -> install_rex_standin(lie) end, []]),
+    E = etsd(Config, A, []),
+    Want = lists:sort([{<<"forged">>, v, 1} | Ua]),
+    etsd_test_lib:await(fun() -> etsd_users(E) =:= Want end, 10000, read_anyway),
+    %% Two chunks came: [1 | 2] (1 is no object, and the list is not
+    %% proper) and [garbage, Forged].
+    etsd_test_lib:await_log(E, "7 chunks announced, 2 arrived: reading users again with "
+                               "ets:tab2list/1", 5000),
+    etsd_test_lib:await_log(E, "pull: 3 objects not applied", 5000),
+    pong = net_adm:ping(enode(E)).
+
+refuse_erl_eval() -> install_rex_standin(refuse).
+
+install_rex_standin(How) ->
     Rex = whereis(rex),
     Self = self(),
     spawn(fun() ->
         true = unregister(rex),
         true = register(rex, self()),
         Self ! {standin, self()},
-        rex_standin(Rex)
+        rex_standin(Rex, How)
     end),
     receive {standin, _} -> ok end.
 
-rex_standin(Rex) ->
+rex_standin(Rex, How) ->
     receive
-        {'$gen_call', From, {call, erl_eval, _, _, _}} ->
+        {'$gen_call', From, {call, erl_eval, _, _, _}} when How =:= refuse ->
             gen_server:reply(From, {badrpc, {'EXIT', {undef, [{erl_eval, expr, 5, []}]}}});
+        {'$gen_call', From, {call, erl_eval, expr, [_Forms, Bindings | _], _}} when How =:= lie ->
+            {_, Pid} = lists:keyfind('Pid', 1, Bindings),
+            {_, Ref} = lists:keyfind('Ref', 1, Bindings),
+            Pid ! {Ref, 1 bsl 70},
+            Pid ! {Ref, not_a_list},
+            Pid ! {Ref, [1 | 2]},
+            Pid ! {make_ref(), [{<<"other read">>, x, 0}]},
+            Pid ! {Ref, [garbage, {<<"forged">>, v, 1}]},
+            Pid ! {Ref},
+            gen_server:reply(From, 7);
         Other ->
             Rex ! Other
     end,
-    rex_standin(Rex).
+    rex_standin(Rex, How).
