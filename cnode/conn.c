@@ -32,7 +32,6 @@ struct conn {
     conn_state_t state;
     int initiator;
     int handles_open;      /* tcp + timer + pause not yet closed */
-    int paused;            /* reading stopped until the pause timer fires */
     int frozen;            /* conn_freeze(): reading never restarts */
     int streak;            /* the last read with frames ended in a pause */
     uint64_t pause_end;    /* uv_now() when the last pause ended */
@@ -75,7 +74,12 @@ int conn_is_initiator(const conn_t *c) { return c->initiator; }
 uint32_t conn_peer_creation(const conn_t *c) { return c->hs.peer_creation; }
 uint64_t conn_peer_flags(const conn_t *c) { return c->hs.peer_flags; }
 uint64_t conn_queued(const conn_t *c) { return c->queued + c->pend_bytes; }
-int conn_read_paused(const conn_t *c) { return c->paused; }
+/* Paused exactly while the one-shot pause timer is pending (closing stops
+ * it; libuv stops it before its callback runs). */
+int conn_read_paused(const conn_t *c)
+{
+    return uv_is_active((const uv_handle_t *)&c->pause);
+}
 
 static const char *who(const conn_t *c)
 {
@@ -89,7 +93,6 @@ static const char *who(const conn_t *c)
 static void close_handles(conn_t *c)
 {
     c->state = CONN_CLOSED;
-    c->paused = 0;
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
     uv_close((uv_handle_t *)&c->pause, handle_closed);
@@ -362,7 +365,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_pause_end(uv_timer_t *t)
 {
     conn_t *c = t->data;
-    c->paused = 0;
     c->pause_end = uv_now(c->loop);
     /* A freeze during the pause wins: reading stays stopped. */
     if (c->state == CONN_CLOSED || c->frozen)
@@ -386,7 +388,6 @@ static void pause_reading(conn_t *c)
 {
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_start(&c->pause, on_pause_end, CONN_BULK_PAUSE_MS, 0);
-    c->paused = 1;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
