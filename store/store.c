@@ -626,17 +626,15 @@ int store_table_put_batch(store_table_t *t, const void *objs, size_t len, size_t
         return -ENOMEM;
     /* Room in the slot array first, then every object: after that nothing
      * can fail but the journal. */
-    while ((t->count + count) * 4 > t->cap * 3) {
-        int rc = table_grow(t);
-        if (rc < 0)
-            return rc;
-    }
+    int rc = store_table_reserve(t, count);
+    if (rc < 0)
+        return rc;
     sobj_t **os = mem_alloc(count * sizeof(*os));
     if (!os)
         return -ENOMEM;
     const char *p = objs;
     size_t off = 0, n, used;
-    int rc = 0;
+    rc = 0;
     for (n = 0; n < count; n++) {
         const char *key;
         size_t klen;
