@@ -37,6 +37,15 @@ typedef struct rep_job {
     struct rep_job *next;
 } rep_job_t;
 
+/* What a merge did, for its log lines (report()). */
+typedef struct rep_tally {
+    const char *peer, *what;
+    size_t objects, bytes, bad, failed;
+    int err;               /* the last refusal by the store */
+    size_t chunks;         /* a read's chunks, or 0 */
+    uint64_t ms;
+} rep_tally_t;
+
 /* One read of a node's table (pull.h): its chunks are jobs in the FIFO,
  * and it is reported once, when it has ended and its last chunk is in. */
 struct rep_read {
@@ -45,8 +54,7 @@ struct rep_read {
     int for_sync;          /* an etsd:sync/0 pull */
     int refs;              /* chunks queued, + 1 until the read ends */
     int status;            /* how the read ended */
-    size_t chunks, objects, bad, failed, bytes;
-    int err;               /* the last refusal by the store */
+    rep_tally_t t;         /* its chunks so far; t.peer is peer */
     uint64_t start_ms;
     uint64_t progress_ms;  /* last progress line */
 };
@@ -120,14 +128,6 @@ static int apply_one(replicate_t *r, const char *obj, size_t len)
 
 /* ---- Reporting ---------------------------------------------------------- */
 
-typedef struct rep_tally {
-    const char *peer, *what;
-    size_t objects, bytes, bad, failed;
-    int err;
-    size_t chunks;         /* a read's chunks, or 0 */
-    uint64_t ms;
-} rep_tally_t;
-
 /* Logs the outcome of merging a list (or a read's chunks); single objects
  * only log refusals. */
 static void report(replicate_t *r, const rep_tally_t *t, int single)
@@ -168,9 +168,8 @@ static void read_release(rep_read_t *rd)
         return;
     replicate_t *r = rd->r;
     if (rd->status == 0 && !r->shut) {
-        rep_tally_t t = {rd->peer, "pull", rd->objects, rd->bytes, rd->bad, rd->failed,
-                         rd->err, rd->chunks, now_ms(r) - rd->start_ms};
-        report(r, &t, 0);
+        rd->t.ms = now_ms(r) - rd->start_ms;
+        report(r, &rd->t, 0);
     }
     read_free(rd);
 }
@@ -178,16 +177,16 @@ static void read_release(rep_read_t *rd)
 /* A chunk of rd is merged: add it up, and say how far a long read got. */
 static void read_add(rep_read_t *rd, const rep_job_t *j)
 {
-    rd->objects += j->objects;
-    rd->bad += j->bad;
-    rd->failed += j->failed;
+    rd->t.objects += j->objects;
+    rd->t.bad += j->bad;
+    rd->t.failed += j->failed;
     if (j->failed)
-        rd->err = j->err;
+        rd->t.err = j->err;
     uint64_t now = now_ms(rd->r);
     if (now - (rd->progress_ms ? rd->progress_ms : rd->start_ms) >= 1000) {
         rd->progress_ms = now;
         log_info("%s: pull: %zu objects merged so far (%zu bytes in %zu chunks), %llu ms",
-                 rd->peer, rd->objects, rd->bytes, rd->chunks,
+                 rd->peer, rd->t.objects, rd->t.bytes, rd->t.chunks,
                  (unsigned long long)(now - rd->start_ms));
     }
 }
@@ -495,8 +494,8 @@ static void read_chunk_cb(const char *peer, const char *list, size_t len, void *
     rep_read_t *rd = data;
     int e;
 
-    rd->chunks++;
-    rd->bytes += len;
+    rd->t.chunks++;
+    rd->t.bytes += len;
     if ((e = enqueue(rd->r, peer, "pull", list, len, 0, rd)) < 0)
         log_warn("%s: pull: a chunk of %zu bytes not merged: %s", peer, len, uv_strerror(e));
 }
@@ -561,6 +560,8 @@ static int pull(replicate_t *r, const char *peer, int for_sync)
 
     if (rd && (rd->peer = mem_strdup(peer))) {
         rd->r = r;
+        rd->t.peer = rd->peer;
+        rd->t.what = "pull";
         rd->for_sync = for_sync;
         rd->refs = 1;
         rd->start_ms = now_ms(r);
