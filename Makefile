@@ -28,7 +28,7 @@ LIBCNODE = $(BUILD)/libcnode.a
 # Link order: each layer uses only the ones after it.
 LAYERS   = $(LIBCNODE) $(LIBSTORE) $(LIBTERM)
 
-.PHONY: all check ct test deps asan fuzz fuzz-build bench demo clean
+.PHONY: all check ct ct-matrix test deps asan fuzz fuzz-build bench demo clean
 all: $(BUILD)/etsd $(LAYERS) $(patsubst test/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
 
 $(BUILD)/obj/%.o: %.c
@@ -76,9 +76,20 @@ check: all $(BUILD)/check_etsd $(FUZZ_REPLAY)
 
 # The test node's name carries the shell's pid: two runs on one machine share
 # one epmd, and a second etsd_ct@127.0.0.1 would fail to start distributed.
+# OTP=27 or OTP=29 runs the suites with the CT node and every BEAM peer on that
+# release, inside its Debian root (test/otp-root.sh); etsd is the one built here.
+# Each release compiles the suites into its own rebar3 folder.
+OTP ?= 25
 ct: all
-	ETSD_ROOT=$(CURDIR) ETSD_BUILD=$(CURDIR)/$(BUILD) \
+	test/otp-root.sh $(OTP) env ETSD_ROOT=$(CURDIR) ETSD_BUILD=$(CURDIR)/$(BUILD) \
+	  REBAR_BASE_DIR=$(CURDIR)/_build/otp$(OTP) \
 	  rebar3 ct --name etsd_ct_$$$$@127.0.0.1 $(CT_ARGS)
+
+# Every suite on every release the cluster may run.
+ct-matrix: all
+	$(MAKE) ct OTP=25
+	$(MAKE) ct OTP=27
+	$(MAKE) ct OTP=29
 
 deps:
 	@bash test/install-deps.sh
@@ -86,7 +97,7 @@ deps:
 # The one test command: README.md and .ci/run both call it.
 test: deps
 	$(MAKE) check
-	$(MAKE) ct
+	$(MAKE) ct-matrix
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 \
