@@ -28,7 +28,7 @@ LIBCNODE = $(BUILD)/libcnode.a
 # Link order: each layer uses only the ones after it.
 LAYERS   = $(LIBCNODE) $(LIBSTORE) $(LIBTERM)
 
-.PHONY: all check ct ct-matrix test deps asan fuzz fuzz-build bench demo clean
+.PHONY: all check ct ct-matrix ct-mixed test deps asan fuzz fuzz-build bench demo clean
 all: $(BUILD)/etsd $(LAYERS) $(patsubst test/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
 
 $(BUILD)/obj/%.o: %.c
@@ -86,10 +86,16 @@ ct: all
 	  rebar3 ct --name etsd_ct_$$$$@127.0.0.1 $(CT_ARGS)
 
 # Every suite on every release the cluster may run.
+# Then one cluster of OTP 27 and OTP 29 nodes with etsd (erlang_test/mixed/):
+# the CT node runs OTP 27 and starts OTP 29 peers in their root.
 ct-matrix: all
 	$(MAKE) ct OTP=25
 	$(MAKE) ct OTP=27
 	$(MAKE) ct OTP=29
+	$(MAKE) ct-mixed
+
+ct-mixed: all
+	$(MAKE) ct OTP=27 CT_ARGS="--dir erlang_test/mixed"
 
 deps:
 	@bash test/install-deps.sh

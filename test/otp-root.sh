@@ -10,7 +10,9 @@
 # mounts live in its own mount namespace and vanish with it, so nothing stays
 # mounted on the host, and deleting a root never reaches the host's /dev.
 # Inside, the project folder, /tmp and $HOME are the host's own, at the same
-# paths, and the network is the host's: the host's epmd serves both.
+# paths, and the network is the host's: the host's epmd serves both. The
+# cache is there too, so a node in one root can start a peer in another
+# (the mixed-release suite does).
 set -euo pipefail
 
 release=${1:?usage: otp-root.sh 25|27|29 [--path | COMMAND...]}
@@ -49,7 +51,7 @@ build_root() {
     echo "otp-root.sh: building the OTP $release root (Debian $suite from $m) in $root" >&2
     # sid's Release file may be past its Valid-Until on a mirror snapshot.
     mmdebstrap --quiet --variant=apt --aptopt='Acquire::Check-Valid-Until "false"' \
-        --include=erlang-nox,erlang-dev,erlang-src,erlang-common-test,rebar3,libuv1t64,libssl3t64,zlib1g,openssl,procps \
+        --include=erlang-nox,erlang-dev,erlang-src,erlang-common-test,rebar3,libuv1t64,libssl3t64,zlib1g,openssl,procps,bubblewrap \
         "$suite" "$tmp" "deb [trusted=yes] $m $suite main" >&2
     local got
     got=$(enter "$tmp" erl -noshell -eval 'io:put_chars(erlang:system_info(otp_release)), halt().')
@@ -65,7 +67,7 @@ enter() {
     local project
     project=$(cd "$(dirname "$0")/.." && pwd)
     exec_args=(--bind "$dir" / --dev /dev --proc /proc --bind /tmp /tmp
-               --bind "$HOME" "$HOME" --bind "$project" "$project"
+               --bind "$HOME" "$HOME" --bind "$project" "$project" --bind "$cache" "$cache"
                --ro-bind /etc/resolv.conf /etc/resolv.conf --die-with-parent
                --setenv HOME "$HOME" --setenv PATH /usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
                --chdir "$PWD")
