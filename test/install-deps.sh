@@ -3,9 +3,12 @@
 # starts epmd. Safe to run again: it does nothing when all is there.
 set -euo pipefail
 
+# Each name is on Debian 12 and Debian 13 alike: libclang-rt-dev is the
+# sanitizer runtime of the default clang (14 on 12, 19 on 13); mmdebstrap and
+# bubblewrap build and enter the roots of newer OTP releases (otp-root.sh).
 packages=(build-essential pkg-config erlang-dev erlang-nox erlang-common-test
-          erlang-doc libuv1-dev check zlib1g-dev rebar3 clang libclang-rt-14-dev
-          valgrind)
+          erlang-doc libuv1-dev check zlib1g-dev rebar3 clang libclang-rt-dev
+          valgrind mmdebstrap bubblewrap)
 
 missing=()
 for p in "${packages[@]}"; do

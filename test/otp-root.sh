@@ -76,8 +76,9 @@ enter() {
     bwrap "${exec_args[@]}" "$@"
 }
 
-# One build at a time per machine: a second caller waits for the first.
-exec 9>"$cache.lock" 2>/dev/null || { mkdir -p "$cache"; exec 9>"$cache.lock"; }
+# One build of a root at a time per machine: a second caller waits for the first.
+mkdir -p "$cache"
+exec 9>"$cache/.otp$release.lock"
 flock 9
 [ -x "$root/usr/bin/erl" ] || build_root
 flock -u 9
