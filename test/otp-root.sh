@@ -18,6 +18,7 @@ set -euo pipefail
 release=${1:?usage: otp-root.sh 25|27|29 [--path | COMMAND...]}
 shift
 cache=${ETSD_OTP_CACHE:-/var/cache/etsd-otp}
+HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
 
 case "$release" in
     25) [ "${1:-}" = --path ] && { echo /; exit 0; }
