@@ -163,6 +163,11 @@ int hs_feed(hs_t *hs, const void *data, size_t len, size_t *used,
  * 'sfalse' fails it. */
 int hs_accept_status(hs_t *hs, const char *status, cbuf_t *out);
 
+/* A peer's flag word as dist_util (OTP 25+) reads it: with
+ * DFLAG_MANDATORY_25_DIGEST set, every flag of DFLAG_MANDATORY_25 is
+ * taken as set too. hs_feed() applies it to both 'N' messages. */
+uint64_t hs_expand_flags(uint64_t flags);
+
 /* MD5(cookie ++ decimal(challenge)), as dist_util:gen_digest/2. */
 void hs_digest(const char *cookie, uint32_t challenge, uint8_t out[16]);
 
