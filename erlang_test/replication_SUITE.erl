@@ -455,6 +455,12 @@ malformed_messages_are_ignored(Config) ->
          {?SCOPE, {'$gen_cast', {sync, self(), [{g, [not_a_pid]}]}}},
          {?SCOPE, {join, self(), 'g', [1, 2]}}, {?SCOPE, {leave, self(), self(), bad}},
          {?SCOPE, garbage}, {?SCOPE, {'DOWN', make_ref(), process, self(), x}},
+         %% pg version 1 shapes (OTP 29's data_publisher), malformed
+         {?SCOPE, {discover, self(), not_a_version}}, {?SCOPE, {discover, self(), -1}},
+         {?SCOPE, {'$gen_cast', {local_data, self(), 1, not_a_map}}},
+         {?SCOPE, {local_data, self(), 1, #{g => [not_a_pid]}}},
+         {?SCOPE, {update, self(), [{g, [x], []}]}}, {?SCOPE, {update, self(), bad}},
+         {?SCOPE, {'$gen_cast', {update, self(), []}}},
          {?GROUP, garbage}, {?GROUP, {forward_to_local, not_a_binary, x, y}},
          {?GROUP, Fwd(<<"new">>, {new, not_a_tuple})},
          {?GROUP, Fwd(<<"new">>, {new, {}})},
@@ -472,6 +478,18 @@ malformed_messages_are_ignored(Config) ->
     %% From the well-formed parts only {ok, 1} was a valid object.
     [{ok, 1}] = erpc:call(EN, ets, lookup, [users, ok]),
     [] = erpc:call(EN, ets, lookup, [users, <<"other@example.com">>]),
+    %% A join or update from a process that is no scope etsd knows is
+    %% dropped (pg.erl, data_publisher.erl): this process gets no broadcast.
+    {?SCOPE, EN} ! {update, self(), [{?GROUP, [self()], []}]},
+    {?SCOPE, EN} ! {join, self(), ?GROUP, self()},
+    U2 = {<<"stranger@example.com">>, 2},
+    etsd_test_lib:await(fun() ->
+        true = erpc:call(EN, etsd, insert, [users, U2]),
+        lists:member(U2, seed_test_lib:users(B))
+    end, 5000, broadcast_after_stranger_update),
+    receive {forward_to_local, _, {new, U2}, _} -> ct:fail(stranger_became_member)
+    after 300 -> ok
+    end,
     check_pids(Before).
 
 %% etsd:sync/0 over rpc: pull from every node and push to every node now,
