@@ -72,6 +72,11 @@ static inline uint64_t get64(const void *p)
 #define DFLAG_NAME_ME                (2ULL << 32)
 #define DFLAG_V4_NC                  (4ULL << 32)
 #define DFLAG_ALIAS                  (8ULL << 32)
+/* OTP 29's dist.hrl: "only used internally"; a node that advertises it is
+ * refused (PROTOCOL.md section 2). Never advertised. */
+#define DFLAG_LOCAL_EXT              (0x10ULL << 32)
+#define DFLAG_ALTACT_SIG             (0x20ULL << 32) /* OTP 28 */
+#define DFLAG_NATIVE_RECORDS         (0x40ULL << 32) /* OTP 29, not spoken */
 
 /* dist.hrl MANDATORY_DFLAGS_25: a peer without all of these is refused,
  * as OTP 25 refuses it. */
@@ -86,7 +91,7 @@ static inline uint64_t get64(const void *p)
 #define ETSD_DFLAGS                                                          \
     (DFLAG_MANDATORY_25 | DFLAG_MANDATORY_25_DIGEST | DFLAG_DIST_MONITOR |    \
      DFLAG_DIST_MONITOR_NAME | DFLAG_SMALL_ATOM_TAGS | DFLAG_V4_NC |          \
-     DFLAG_UNLINK_ID | DFLAG_SPAWN | DFLAG_ALIAS)
+     DFLAG_UNLINK_ID | DFLAG_SPAWN | DFLAG_ALIAS | DFLAG_ALTACT_SIG)
 
 /* ---- Handshake: a pure state machine (erl_dist_protocol, version 6) -- */
 
@@ -162,6 +167,11 @@ int hs_feed(hs_t *hs, const void *data, size_t len, size_t *used,
  * the handshake go on (the caller must then drop its old connection) and
  * 'sfalse' fails it. */
 int hs_accept_status(hs_t *hs, const char *status, cbuf_t *out);
+
+/* A peer's flag word as dist_util (OTP 25+) reads it: with
+ * DFLAG_MANDATORY_25_DIGEST set, every flag of DFLAG_MANDATORY_25 is
+ * taken as set too. hs_feed() applies it to both 'N' messages. */
+uint64_t hs_expand_flags(uint64_t flags);
 
 /* MD5(cookie ++ decimal(challenge)), as dist_util:gen_digest/2. */
 void hs_digest(const char *cookie, uint32_t challenge, uint8_t out[16]);
@@ -255,8 +265,19 @@ enum {
     DOP_PAYLOAD_MONITOR_P_EXIT = 28,
     DOP_SPAWN_REQUEST = 29, DOP_SPAWN_REQUEST_TT = 30, DOP_SPAWN_REPLY = 31,
     DOP_SPAWN_REPLY_TT = 32, DOP_ALIAS_SEND = 33, DOP_ALIAS_SEND_TT = 34,
-    DOP_UNLINK_ID = 35, DOP_UNLINK_ID_ACK = 36
+    DOP_UNLINK_ID = 35, DOP_UNLINK_ID_ACK = 36,
+    DOP_ALTACT_SIG_SEND = 37  /* OTP 28, peers with DFLAG_ALTACT_SIG */
 };
+
+/* ALTACT_SIG_SEND {37, Flags, SenderPid, To[, Token]} flag bits (erts
+ * dist.h ERTS_DOP_ALTACT_SIG_FLG_*): To is an alias with ALIAS, a
+ * registered name with NAME, else a pid; the Token element is there with
+ * TOKEN; with EXIT the payload is an exit reason, not a message. */
+#define DIST_ALTACT_PRIO  0x01u
+#define DIST_ALTACT_TOKEN 0x02u
+#define DIST_ALTACT_ALIAS 0x04u
+#define DIST_ALTACT_NAME  0x08u
+#define DIST_ALTACT_EXIT  0x10u
 
 #define DIST_PASS_THROUGH 112
 
@@ -278,6 +299,7 @@ typedef struct dist_msg {
     const char *reason;       /* EXIT/EXIT2/MONITOR_P_EXIT reason */
     size_t reason_len;
     uint64_t id;              /* UNLINK_ID(_ACK) id */
+    uint32_t altact;          /* ALTACT_SIG_SEND flags (DIST_ALTACT_*) */
 } dist_msg_t;
 
 /* Decodes a frame body (after the 4-byte length, non-empty): 112, then
@@ -291,6 +313,15 @@ int dist_decode(const char *frame, size_t len, dist_msg_t *m);
  * out. msg NULL: control only. -EMSGSIZE over 4 GiB, -ENOMEM. */
 int dist_encode(cbuf_t *out, const void *ctl, size_t ctl_len, const void *msg,
                 size_t msg_len);
+
+/* Appends the control tuple (no version byte) that sends a message from
+ * `from` to a process alias on a peer with flag word peer_flags:
+ * ALTACT_SIG_SEND {37, ALIAS, From, Alias} to a peer with
+ * DFLAG_ALTACT_SIG, else ALIAS_SEND {33, From, Alias} to a peer with
+ * DFLAG_ALIAS. -ENOTSUP (b untouched) for a peer with neither: erts drops
+ * such a message. */
+int dist_put_alias_send(term_buf_t *b, uint64_t peer_flags, const term_pid_t *from,
+                        const term_ref_t *alias);
 
 /* ---- A peer connection (conn.c) ------------------------------------- */
 

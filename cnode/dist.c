@@ -131,6 +131,33 @@ static int decode_fields(term_reader_t *r, uint32_t arity, dist_msg_t *m)
         if (arity != (m->op == DOP_ALIAS_SEND ? 3u : 4u))
             return -EPROTO;
         return get_from(r, m) || get_ref(r, m) ? -EPROTO : 0;
+    case DOP_ALTACT_SIG_SEND:
+        /* {37, Flags, SenderPid, To} or, with the TOKEN flag, {37, Flags,
+         * SenderPid, To, Token} (erts dist.c, OTP 28). Later elements, if
+         * a release adds any, are skipped. */
+        if (arity < 4 || term_get_long(r, &v) < 0 || v < 0 || v > UINT32_MAX)
+            return -EPROTO;
+        m->altact = (uint32_t)v;
+        if ((m->altact & DIST_ALTACT_TOKEN) && arity < 5)
+            return -EPROTO;
+        if ((m->altact & DIST_ALTACT_NAME) &&
+            (m->altact & (DIST_ALTACT_ALIAS | DIST_ALTACT_EXIT)))
+            return -EPROTO; /* a name is never an alias, nor an exit target */
+        if (get_from(r, m) < 0)
+            return -EPROTO;
+        if (m->altact & DIST_ALTACT_ALIAS) {
+            if (get_ref(r, m) < 0)
+                return -EPROTO;
+        } else if (m->altact & DIST_ALTACT_NAME) {
+            if (term_get_atom(r, m->to_name) < 0)
+                return -EPROTO;
+        } else if (get_to(r, m) < 0) {
+            return -EPROTO;
+        }
+        for (uint32_t i = 4; i < arity; i++)
+            if (skip(r) < 0)
+                return -EPROTO;
+        return 0;
     case DOP_UNLINK_ID:
     case DOP_UNLINK_ID_ACK:
         if (arity != 4)
@@ -156,7 +183,7 @@ static int op_has_msg(int op)
     case DOP_REG_SEND: case DOP_REG_SEND_TT: case DOP_ALIAS_SEND: case DOP_ALIAS_SEND_TT:
     case DOP_PAYLOAD_EXIT: case DOP_PAYLOAD_EXIT_TT: case DOP_PAYLOAD_EXIT2:
     case DOP_PAYLOAD_EXIT2_TT: case DOP_PAYLOAD_MONITOR_P_EXIT:
-    case DOP_SPAWN_REQUEST: case DOP_SPAWN_REQUEST_TT:
+    case DOP_SPAWN_REQUEST: case DOP_SPAWN_REQUEST_TT: case DOP_ALTACT_SIG_SEND:
         return 1;
     default:
         return 0;
@@ -173,6 +200,7 @@ int dist_decode(const char *frame, size_t len, dist_msg_t *m)
     m->has_from = m->has_to_pid = m->has_ref = 0;
     m->to_name[0] = 0;
     m->id = 0;
+    m->altact = 0;
     if (len < 2 || (uint8_t)frame[0] != DIST_PASS_THROUGH)
         return -EPROTO;
     term_reader_t r;
@@ -206,7 +234,8 @@ int dist_decode(const char *frame, size_t len, dist_msg_t *m)
     m->msg_len = n;
     if (m->op == DOP_PAYLOAD_EXIT || m->op == DOP_PAYLOAD_EXIT_TT ||
         m->op == DOP_PAYLOAD_EXIT2 || m->op == DOP_PAYLOAD_EXIT2_TT ||
-        m->op == DOP_PAYLOAD_MONITOR_P_EXIT) {
+        m->op == DOP_PAYLOAD_MONITOR_P_EXIT ||
+        (m->op == DOP_ALTACT_SIG_SEND && (m->altact & DIST_ALTACT_EXIT))) {
         m->reason = m->msg;
         m->reason_len = m->msg_len;
     }
@@ -226,5 +255,26 @@ int dist_encode(cbuf_t *out, const void *ctl, size_t ctl_len, const void *msg,
         out->len = old;
         return -ENOMEM;
     }
+    return 0;
+}
+
+int dist_put_alias_send(term_buf_t *b, uint64_t peer_flags, const term_pid_t *from,
+                        const term_ref_t *alias)
+{
+    /* OTP 28 deprecates ALIAS_SEND (to go in OTP 30) for ALTACT_SIG_SEND,
+     * which a peer takes only with DFLAG_ALTACT_SIG; erts dist.c picks
+     * the same way and drops an alias send to a peer without DFLAG_ALIAS. */
+    if (peer_flags & DFLAG_ALTACT_SIG) {
+        term_put_tuple(b, 4);
+        term_put_long(b, DOP_ALTACT_SIG_SEND);
+        term_put_long(b, DIST_ALTACT_ALIAS);
+    } else if (peer_flags & DFLAG_ALIAS) {
+        term_put_tuple(b, 3);
+        term_put_long(b, DOP_ALIAS_SEND);
+    } else {
+        return -ENOTSUP;
+    }
+    term_put_pid(b, from);
+    term_put_ref(b, alias);
     return 0;
 }

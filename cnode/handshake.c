@@ -101,6 +101,16 @@ static int valid_node_name(const uint8_t *p, size_t n)
     return at == 1;
 }
 
+uint64_t hs_expand_flags(uint64_t flags)
+{
+    /* dist_util.erl (OTP 27, 29) expand_mandatory_25_flag/1: "the single
+     * flag ?DFLAG_MANDATORY_25_DIGEST can replace all the flags in
+     * ?MANDATORY_DFLAGS_25", applied to the peer's word as it arrives. */
+    if (flags & DFLAG_MANDATORY_25_DIGEST)
+        flags |= DFLAG_MANDATORY_25;
+    return flags;
+}
+
 static int check_peer_flags(hs_t *hs, uint64_t flags)
 {
     if ((flags & DFLAG_MANDATORY_25) != DFLAG_MANDATORY_25)
@@ -161,10 +171,13 @@ static int handle_msg(hs_t *hs, const uint8_t *p, size_t n, cbuf_t *out, hs_even
             /* 'N' Flags:64 Creation:32 Nlen:16 Name */
             if (n < 15)
                 return fail(hs, -EPROTO, "short name message");
-            uint64_t flags = get64(p + 1);
+            uint64_t flags = hs_expand_flags(get64(p + 1));
             uint32_t creation = get32(p + 9);
             size_t nlen = get16(p + 13);
-            if (15 + nlen != n || !valid_node_name(p + 15, nlen))
+            /* erl_dist_protocol: "any extra data after the node Name must
+             * be accepted and ignored" (dist_util.erl recv_name_new/2
+             * drops the _Residue). */
+            if (15 + nlen > n || !valid_node_name(p + 15, nlen))
                 return fail(hs, -EPROTO, "bad name in name message");
             int rc = check_peer_flags(hs, flags);
             if (rc < 0)
@@ -178,7 +191,7 @@ static int handle_msg(hs_t *hs, const uint8_t *p, size_t n, cbuf_t *out, hs_even
              * the OTP 23 handshake; it then sends a 'c' complement. */
             if (n < 7)
                 return fail(hs, -EPROTO, "short name message");
-            uint64_t flags = get32(p + 3);
+            uint64_t flags = hs_expand_flags(get32(p + 3));
             size_t nlen = n - 7;
             if (!valid_node_name(p + 7, nlen))
                 return fail(hs, -EPROTO, "bad name in name message");
@@ -264,11 +277,13 @@ static int handle_msg(hs_t *hs, const uint8_t *p, size_t n, cbuf_t *out, hs_even
         /* 'N' Flags:64 Challenge:32 Creation:32 Nlen:16 Name */
         if (p[0] != 'N' || n < 19)
             return fail(hs, -EPROTO, "expected a challenge message");
-        uint64_t flags = get64(p + 1);
+        uint64_t flags = hs_expand_flags(get64(p + 1));
         uint32_t challenge = get32(p + 9);
         uint32_t creation = get32(p + 13);
         size_t nlen = get16(p + 17);
-        if (19 + nlen != n || !valid_node_name(p + 19, nlen))
+        /* Extra data after Name is ignored here too (dist_util.erl
+         * recv_challenge_new/2). */
+        if (19 + nlen > n || !valid_node_name(p + 19, nlen))
             return fail(hs, -EPROTO, "bad name in challenge");
         if (hs->peer_name[0] &&
             (strlen(hs->peer_name) != nlen || memcmp(hs->peer_name, p + 19, nlen) != 0))

@@ -691,12 +691,17 @@ int node_alias_send(node_t *n, node_mbox_t *from, const term_ref_t *alias,
     if (!from && !n->net_kernel)
         return -ESHUTDOWN;
     const term_pid_t *fp = from ? &from->pid : &n->net_kernel->pid;
+    /* The op depends on the peer's flags; a peer not connected yet is
+     * taken to have DFLAG_ALIAS (every OTP 24+ node has it). */
+    peer_t *p = find_peer(n, alias->node, 1);
+    uint64_t flags = p ? conn_peer_flags(p->conn) : DFLAG_ALIAS;
     term_buf_t b;
     term_buf_init(&b);
-    term_put_tuple(&b, 3);
-    term_put_long(&b, DOP_ALIAS_SEND);
-    term_put_pid(&b, fp);
-    term_put_ref(&b, alias);
+    if (dist_put_alias_send(&b, flags, fp, alias) < 0) {
+        log_debug("%s: alias send to a node without aliases: dropped", alias->node);
+        term_buf_release(&b);
+        return 0;
+    }
     return send_ctl_buf(n, alias->node, &b, msg, len);
 }
 
@@ -980,6 +985,33 @@ void node_mbox_close_buf(node_mbox_t *mb, term_buf_t *b, size_t off)
 
 /* ---- Incoming control messages ------------------------------------------- */
 
+/* ALTACT_SIG_SEND (OTP 28) carries what older ops carry: a message to a
+ * pid (as SEND_SENDER), to a name (REG_SEND) or to an alias (ALIAS_SEND),
+ * or, with the EXIT flag, an exit signal (as PAYLOAD_EXIT2). Rewrites m
+ * into that op; the PRIO flag only orders delivery on BEAM, and etsd's
+ * mailboxes take every message in arrival order anyway. An exit to an
+ * alias that is not active is dropped, as erts drops it. */
+static int altact_as_classic(node_t *n, dist_msg_t *m)
+{
+    if (m->altact & DIST_ALTACT_EXIT) {
+        if (m->altact & DIST_ALTACT_ALIAS) {
+            node_mbox_t *mb = find_alias(n, &m->ref);
+            if (!mb)
+                return -ENOENT;
+            m->to_pid = mb->pid;
+            m->has_to_pid = 1;
+        }
+        m->op = DOP_PAYLOAD_EXIT2;
+    } else if (m->altact & DIST_ALTACT_NAME) {
+        m->op = DOP_REG_SEND;
+    } else if (m->altact & DIST_ALTACT_ALIAS) {
+        m->op = DOP_ALIAS_SEND;
+    } else {
+        m->op = DOP_SEND_SENDER;
+    }
+    return 0;
+}
+
 /* Handles one frame. Returns 1 when the frame may wait (conn.c's read
  * coalescing): a message delivered to a bulk mailbox, or one dropped for
  * want of a receiver (nobody waits for it); 0 for everything else (control
@@ -1000,6 +1032,8 @@ static int dispatch(node_t *n, peer_t *p, const char *frame, size_t len)
     node_mbox_t *mb = NULL;
     term_buf_t b;
     int bulk;
+    if (m.op == DOP_ALTACT_SIG_SEND && altact_as_classic(n, &m) < 0)
+        return 0;
     switch (m.op) {
     case DOP_SEND:
     case DOP_SEND_TT:

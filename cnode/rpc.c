@@ -12,7 +12,7 @@
 #include "term/mem.h"
 
 /* Control message operations (erl_dist_protocol). */
-enum { DOP_SPAWN_REQUEST = 29, DOP_SPAWN_REPLY = 31 };
+enum { DOP_SPAWN_REQUEST = 29, DOP_SPAWN_REQUEST_TT = 30, DOP_SPAWN_REPLY = 31 };
 
 typedef struct rpc_job rpc_job_t;
 
@@ -298,8 +298,12 @@ int rpc_parse_spawn_request(const char *ctl, size_t ctl_len, const char *msg,
     memset(q, 0, sizeof(*q));
     q->kind = RPC_SPAWN_OTHER;
     term_reader_init(&r, ctl, ctl_len);
-    if (term_get_tuple(&r, &arity) < 0 || arity != 6 || term_get_long(&r, &op) < 0 ||
-        op != DOP_SPAWN_REQUEST || term_get_ref(&r, &q->req_id) < 0 ||
+    /* SPAWN_REQUEST_TT {30, ..., OptList, Token} is the same with a
+     * sequential trace token last (erl_dist_protocol); it is not read. */
+    if (term_get_tuple(&r, &arity) < 0 || term_get_long(&r, &op) < 0 ||
+        !((op == DOP_SPAWN_REQUEST && arity == 6) ||
+          (op == DOP_SPAWN_REQUEST_TT && arity == 7)) ||
+        term_get_ref(&r, &q->req_id) < 0 ||
         term_get_pid(&r, &q->from) < 0 || term_get_any(&r, &p, &l) < 0)
         return -EPROTO;
     /* {M, F, Arity} */
@@ -457,7 +461,9 @@ static void on_ctl(node_t *n, const char *peer, int op, const char *ctl, size_t 
                    const char *msg, size_t msg_len, void *data)
 {
     (void)n;
-    if (op == DOP_SPAWN_REQUEST) {
+    if (op == DOP_SPAWN_REQUEST || op == DOP_SPAWN_REQUEST_TT) {
+        /* A request with a trace token is answered like one without; the
+         * token is not carried on (SPAWN_REPLY, not SPAWN_REPLY_TT). */
         uint64_t t0 = uv_hrtime();
         on_spawn_request(data, peer, ctl, ctl_len, msg, msg_len);
         trim_buffers(data);

@@ -51,7 +51,8 @@ typedef struct rpc_spawn_req {
 } rpc_spawn_req_t;
 
 /* Parses SPAWN_REQUEST {29, ReqId, From, GroupLeader, {M, F, Arity},
- * OptList} (ctl) with its ArgList (msg, may be NULL). Returns 0, or
+ * OptList}, or SPAWN_REQUEST_TT {30, ..., OptList, Token} (ctl), with its
+ * ArgList (msg, may be NULL). Returns 0, or
  * -EPROTO when ReqId/From cannot be read (no reply is possible).
  * An erpc request whose arguments do not have the expected shape is
  * RPC_SPAWN_OTHER. */

@@ -1,6 +1,7 @@
 %% hostile_peer_SUITE: raw TCP clients that break the distribution
 %% protocol. etsd logs each, drops only that connection (or frame), and
-%% keeps serving the other peers.
+%% keeps serving the other peers. Also raw clients that use what the
+%% protocol allows and OTP's own nodes do not send (yet).
 -module(hostile_peer_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
@@ -10,7 +11,8 @@
          absurd_length_prefixes_close_only_that_connection/1,
          malformed_frames_after_valid_handshake_are_dropped/1,
          wrong_digest_from_raw_client_is_refused/1,
-         stranger_using_a_connected_name_cannot_cut_it_off/1]).
+         stranger_using_a_connected_name_cannot_cut_it_off/1,
+         name_with_digest_flag_only_and_data_after_the_name_is_accepted/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -20,7 +22,8 @@ all() ->
      absurd_length_prefixes_close_only_that_connection,
      malformed_frames_after_valid_handshake_are_dropped,
      wrong_digest_from_raw_client_is_refused,
-     stranger_using_a_connected_name_cannot_cut_it_off].
+     stranger_using_a_connected_name_cannot_cut_it_off,
+     name_with_digest_flag_only_and_data_after_the_name_is_accepted].
 
 %% Flags a raw client advertises: OTP 25's mandatory set plus what etsd
 %% needs to talk back (dist.hrl values).
@@ -240,3 +243,30 @@ stranger_using_a_connected_name_cannot_cut_it_off(Config) ->
     await_log(Config, "wrong cookie"),
     ok = good_echo(Peer, ?config(etsd, Config), still_connected),
     false = etsd_test_lib:log_has(?config(etsd, Config), GoodName ++ ": nodedown").
+
+%% dist_util.erl (OTP 27, 29): recv_name_new/2 splits the name off and
+%% ignores the rest of the 'N' message ("any extra data after the node Name
+%% must be accepted and ignored", erl_dist_protocol), and
+%% expand_mandatory_25_flag/1 reads DFLAG_MANDATORY_25_DIGEST (16#04000000)
+%% as the whole OTP 25 mandatory set. A client that relies on both gets a
+%% full connection.
+name_with_digest_flag_only_and_data_after_the_name_is_accepted(Config) ->
+    S = connect(Config),
+    Name = etsd_test_lib:unique_name("digestonly") ++ "@127.0.0.1",
+    N = list_to_binary(Name),
+    Flags = 16#04000000 bor 16#08 bor 16#20 bor 16#4000 bor 16#02000000 bor (16#04 bsl 32),
+    Body = <<$N, Flags:64, 1:32, (byte_size(N)):16, N/binary, "data of a later release">>,
+    ok = gen_tcp:send(S, <<(byte_size(Body)):16, Body/binary>>),
+    <<"sok">> = recv_msg(S),
+    <<$N, _:64, Chal:32, _:32, NL:16, _:NL/binary>> = recv_msg(S),
+    Cookie = atom_to_list(erlang:get_cookie()),
+    MyChal = 4242,
+    ok = gen_tcp:send(S, <<21:16, $r, MyChal:32, (erlang:md5(Cookie ++ integer_to_list(Chal)))/binary>>),
+    Ack = erlang:md5(Cookie ++ integer_to_list(MyChal)),
+    <<$a, Ack/binary>> = recv_msg(S),
+    ok = inet:setopts(S, [{packet, 4}]),
+    Fake = fake_pid(Name),
+    ok = gen_tcp:send(S, <<112, (term_to_binary({6, Fake, '', etsd_echo}))/binary,
+                           (term_to_binary({Fake, digest_only}))/binary>>),
+    digest_only = recv_send_to(S, Fake),
+    gen_tcp:close(S).

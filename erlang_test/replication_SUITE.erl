@@ -13,6 +13,9 @@
          durable_sync_and_new_stream_survive_kill9/1,
          replicates_both_ways_with_pool_size_4/1,
          restarted_remote_scope_sees_etsd_as_member_again/1,
+         restarted_remote_scope_with_pool_size_4_replicates_again/1,
+         beam_scope_lists_etsd_listeners_in_get_members/1,
+         member_joining_and_leaving_after_sync_is_tracked_by_etsd/1,
          one_million_users_reach_etsd_with_ticks_flowing/1,
          stopped_etsd_leaves_every_group/1,
          malformed_messages_are_ignored/1,
@@ -38,6 +41,9 @@ all() ->
      killed_etsd_restarts_from_data_dir_and_converges,
      durable_sync_and_new_stream_survive_kill9,
      restarted_remote_scope_sees_etsd_as_member_again,
+     restarted_remote_scope_with_pool_size_4_replicates_again,
+     beam_scope_lists_etsd_listeners_in_get_members,
+     member_joining_and_leaving_after_sync_is_tracked_by_etsd,
      stopped_etsd_leaves_every_group,
      malformed_messages_are_ignored,
      etsd_sync_pulls_and_pushes_at_once,
@@ -296,6 +302,97 @@ restarted_remote_scope_sees_etsd_as_member_again(Config) ->
     {_, Syncer} = seed_test_lib:scope_and_syncer(A),
     check_pids(Before).
 
+%% The scope is killed on a node with four listener groups: its new scope
+%% must list etsd in every group again, and both directions replicate.
+restarted_remote_scope_with_pool_size_4_replicates_again(Config) ->
+    {A, B} = cluster(4),
+    E = etsd(Config, A, ["--pool-size", "4"]),
+    await_member(E, A, 4),
+    await_member(E, B, 4),
+    {Scope, _} = seed_test_lib:scope_and_syncer(A),
+    true = erpc:call(A, erlang, exit, [Scope, kill]),
+    etsd_test_lib:await(fun() ->
+        New = erpc:call(A, erlang, whereis, [?SCOPE]),
+        is_pid(New) andalso New =/= Scope
+    end, 5000, scope_restarted),
+    await_member(E, A, 4),
+    Before = pids([A, B]),
+    Ua = {<<"after-restart-a@example.com">>, 1},
+    seed_test_lib:save_and_emit(A, Ua),
+    etsd_test_lib:await(fun() ->
+        erpc:call(enode(E), ets, lookup, [users, element(1, Ua)]) =:= [Ua]
+    end, 5000, from_restarted_node),
+    Ue = {<<"after-restart-e@example.com">>, 2},
+    true = erpc:call(enode(E), etsd, insert, [users, Ue]),
+    etsd_test_lib:await(fun() ->
+        lists:member(Ue, seed_test_lib:users(B))
+    end, 5000, to_other_node),
+    check_pids(Before).
+
+%% pg:get_members/2 on a BEAM node lists one etsd pid per listener group
+%% (whatever pg protocol the node's release speaks), and each listed pid is
+%% etsd's live listener: a PubSub message sent to it lands in etsd's table.
+beam_scope_lists_etsd_listeners_in_get_members(Config) ->
+    A = seed_node("repget", [{pool_size, 4}]),
+    Before = pids([A]),
+    E = etsd(Config, A, ["--pool-size", "4"]),
+    EN = enode(E),
+    await_member(E, A, 4),
+    Release = erpc:call(A, erlang, system_info, [otp_release]),
+    Groups = phoenix_pubsub_pg2:groups(?GROUP, 4),
+    Listed = [{G, [P || P <- seed_test_lib:members(A, G), node(P) =:= EN]} || G <- Groups],
+    ct:pal("OTP ~s scope lists etsd as ~p", [Release, Listed]),
+    Pids = [P || {_, [P]} <- Listed],
+    4 = length(lists:usort(Pids)),
+    [begin
+         U = {iolist_to_binary(["via-", atom_to_list(G), "@example.com"]), 1},
+         P ! {forward_to_local, <<"new">>, {new, U}, 'Elixir.Phoenix.PubSub'},
+         etsd_test_lib:await(fun() ->
+             erpc:call(EN, ets, lookup, [users, element(1, U)]) =:= [U]
+         end, 5000, {listener, G})
+     end || {G, [P]} <- Listed],
+    check_pids(Before).
+
+%% A process that joins the listener group on a BEAM node after etsd has
+%% its membership gets etsd's broadcasts (join, or update on pg version 1),
+%% and stops getting them once it leaves.
+member_joining_and_leaving_after_sync_is_tracked_by_etsd(Config) ->
+    A = seed_node("repjoin", []),
+    Before = pids([A]),
+    E = etsd(Config, A, []),
+    EN = enode(E),
+    await_member(E, A, 1),
+    Self = self(),
+    Probe = erpc:call(A, erlang, spawn, [fun() -> probe(Self) end]),
+    ok = erpc:call(A, pg, join, [?SCOPE, ?GROUP, Probe]),
+    U1 = {<<"probe1@example.com">>, 1},
+    etsd_test_lib:await(fun() ->
+        true = erpc:call(EN, etsd, insert, [users, U1]),
+        receive {probe, {new, U1}} -> true after 200 -> false end
+    end, 10000, probe_gets_broadcast),
+    ok = erpc:call(A, pg, leave, [?SCOPE, ?GROUP, Probe]),
+    %% etsd has the leave once a broadcast reaches the Syncer but not the
+    %% probe; messages to both go out on one connection, in one turn.
+    etsd_test_lib:await(fun() ->
+        flush_probe(),
+        U = {<<"probe2@example.com">>, erlang:unique_integer()},
+        true = erpc:call(EN, etsd, insert, [users, U]),
+        etsd_test_lib:await(fun() -> lists:member(U, seed_test_lib:users(A)) end,
+                            5000, syncer_gets_broadcast),
+        receive {probe, {new, U}} -> false after 300 -> true end
+    end, 10000, probe_left),
+    Probe ! stop,
+    check_pids(Before).
+
+probe(To) ->
+    receive
+        {forward_to_local, <<"new">>, Msg, _} -> To ! {probe, Msg}, probe(To);
+        stop -> ok
+    end.
+
+flush_probe() ->
+    receive {probe, _} -> flush_probe() after 0 -> ok end.
+
 one_million_users_reach_etsd_with_ticks_flowing(Config) ->
     N = 1000000,
     A = seed_node("rep1m", []),
@@ -358,6 +455,12 @@ malformed_messages_are_ignored(Config) ->
          {?SCOPE, {'$gen_cast', {sync, self(), [{g, [not_a_pid]}]}}},
          {?SCOPE, {join, self(), 'g', [1, 2]}}, {?SCOPE, {leave, self(), self(), bad}},
          {?SCOPE, garbage}, {?SCOPE, {'DOWN', make_ref(), process, self(), x}},
+         %% pg version 1 shapes (OTP 29's data_publisher), malformed
+         {?SCOPE, {discover, self(), not_a_version}}, {?SCOPE, {discover, self(), -1}},
+         {?SCOPE, {'$gen_cast', {local_data, self(), 1, not_a_map}}},
+         {?SCOPE, {local_data, self(), 1, #{g => [not_a_pid]}}},
+         {?SCOPE, {update, self(), [{g, [x], []}]}}, {?SCOPE, {update, self(), bad}},
+         {?SCOPE, {'$gen_cast', {update, self(), []}}},
          {?GROUP, garbage}, {?GROUP, {forward_to_local, not_a_binary, x, y}},
          {?GROUP, Fwd(<<"new">>, {new, not_a_tuple})},
          {?GROUP, Fwd(<<"new">>, {new, {}})},
@@ -375,6 +478,18 @@ malformed_messages_are_ignored(Config) ->
     %% From the well-formed parts only {ok, 1} was a valid object.
     [{ok, 1}] = erpc:call(EN, ets, lookup, [users, ok]),
     [] = erpc:call(EN, ets, lookup, [users, <<"other@example.com">>]),
+    %% A join or update from a process that is no scope etsd knows is
+    %% dropped (pg.erl, data_publisher.erl): this process gets no broadcast.
+    {?SCOPE, EN} ! {update, self(), [{?GROUP, [self()], []}]},
+    {?SCOPE, EN} ! {join, self(), ?GROUP, self()},
+    U2 = {<<"stranger@example.com">>, 2},
+    etsd_test_lib:await(fun() ->
+        true = erpc:call(EN, etsd, insert, [users, U2]),
+        lists:member(U2, seed_test_lib:users(B))
+    end, 5000, broadcast_after_stranger_update),
+    receive {forward_to_local, _, {new, U2}, _} -> ct:fail(stranger_became_member)
+    after 300 -> ok
+    end,
     check_pids(Before).
 
 %% etsd:sync/0 over rpc: pull from every node and push to every node now,

@@ -18,6 +18,7 @@
          large_tab2list_under_concurrent_writes_lists_each_key_once/1,
          large_tab2list_of_caller_gone_leaves_etsd_serving/1]).
 -export([own_table/2]).
+-export([rpc_call_carrying_a_seq_trace_token_is_answered/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -30,7 +31,8 @@ all() ->
      large_tab2list_lets_other_callers_through,
      other_node_is_served_during_large_tab2list,
      large_tab2list_under_concurrent_writes_lists_each_key_once,
-     large_tab2list_of_caller_gone_leaves_etsd_serving].
+     large_tab2list_of_caller_gone_leaves_etsd_serving,
+     rpc_call_carrying_a_seq_trace_token_is_answered].
 
 init_per_testcase(Case, Config) ->
     E = etsd_test_lib:start_etsd(#{config => Config, name => atom_to_list(Case)}),
@@ -360,3 +362,22 @@ large_tab2list_of_caller_gone_leaves_etsd_serving(Config) ->
     N = erpc:call(N, erlang, node, []),
     Count = length(erpc:call(N, ets, tab2list, [t1])),
     pong = net_adm:ping(N).
+
+%% A caller that holds a sequential trace token spawns with
+%% SPAWN_REQUEST_TT (op 30, the token as a seventh element) instead of
+%% SPAWN_REQUEST: etsd answers it the same way.
+rpc_call_carrying_a_seq_trace_token_is_answered(Config) ->
+    Node = enode(Config),
+    new_table(Node, traced),
+    true = rpc:call(Node, ets, insert, [traced, {k, v}]),
+    _ = seq_trace:set_token(label, 4711),
+    try
+        {label, 4711} = seq_trace:get_token(label),
+        [{k, v}] = erpc:call(Node, ets, lookup, [traced, k], 5000),
+        [{k, v}] = rpc:call(Node, ets, lookup, [traced, k], 5000),
+        ok = erpc:cast(Node, ets, insert, [traced, {k2, v2}])
+    after
+        seq_trace:set_token([])
+    end,
+    etsd_test_lib:await(fun() -> rpc:call(Node, ets, lookup, [traced, k2]) =:= [{k2, v2}] end,
+                        5000, traced_cast).

@@ -1,6 +1,8 @@
-/* check_flags.c: every distribution flag value against OTP 25's
- * kernel/include/dist.hrl, and the exact set etsd advertises
- * (PROTOCOL.md section 2). Another implementation shipped wrong values. */
+/* check_flags.c: every distribution flag value against kernel/include/
+ * dist.hrl (OTP 25, and OTP 29 for the flags it added), and the exact set
+ * etsd advertises (PROTOCOL.md sections 2 and 10), checked against what
+ * each release's dist.hrl defines and requires. Another implementation
+ * shipped wrong values. */
 #include <check.h>
 #include <stdint.h>
 
@@ -40,6 +42,10 @@ static const struct flag_row {
     {"NAME_ME", DFLAG_NAME_ME, 0x02ULL << 32},
     {"V4_NC", DFLAG_V4_NC, 0x04ULL << 32},
     {"ALIAS", DFLAG_ALIAS, 0x08ULL << 32},
+    /* OTP 29's dist.hrl */
+    {"LOCAL_EXT", DFLAG_LOCAL_EXT, 0x10ULL << 32},
+    {"ALTACT_SIG", DFLAG_ALTACT_SIG, 0x20ULL << 32},
+    {"NATIVE_RECORDS", DFLAG_NATIVE_RECORDS, 0x40ULL << 32},
 };
 
 START_TEST(flag_value_matches_dist_hrl)
@@ -76,11 +82,14 @@ static const struct adv_row {
     {"UNLINK_ID", DFLAG_UNLINK_ID, 1},
     {"SPAWN", DFLAG_SPAWN, 1},
     {"ALIAS", DFLAG_ALIAS, 1},
+    {"ALTACT_SIG", DFLAG_ALTACT_SIG, 1},
     {"PUBLISHED", DFLAG_PUBLISHED, 0},
     {"ATOM_CACHE", DFLAG_ATOM_CACHE, 0},
     {"DIST_HDR_ATOM_CACHE", DFLAG_DIST_HDR_ATOM_CACHE, 0},
     {"FRAGMENTS", DFLAG_FRAGMENTS, 0},
     {"NAME_ME", DFLAG_NAME_ME, 0},
+    {"LOCAL_EXT", DFLAG_LOCAL_EXT, 0},
+    {"NATIVE_RECORDS", DFLAG_NATIVE_RECORDS, 0},
 };
 
 START_TEST(advertised_flag_set_is_protocol_md_section_2)
@@ -118,6 +127,56 @@ START_TEST(mandatory_set_is_dist_hrl_mandatory_dflags_25)
 }
 END_TEST
 
+/* Per release, from the literal values of its kernel/include/dist.hrl:
+ * every flag it defines (DFLAG_RESERVED excluded), the ones it requires of
+ * a peer (DFLAGS_MANDATORY; MANDATORY_DFLAGS_25 on OTP 25), and the ones
+ * it defines but a peer must never send ("only used internally"). */
+static const struct release_row {
+    const char *id;
+    uint64_t defined, mandatory, internal;
+} releases[] = {
+    {"OTP 25 (kernel 8.5.3)",
+     /* 16#01 to 16#04000000 but 16#8000 (no flag) and 16#200000
+      * (NO_MAGIC, commented out); then SPAWN to ALIAS */
+     0x07df7fffULL | (0x0fULL << 32),
+     0x04 | 0x10 | 0x100 | 0x80 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x20000 | 0x40000 |
+         0x01000000,
+     0},
+    {"OTP 27 (kernel 10.2.7.1)",
+     0x07df7fffULL | (0x0fULL << 32),
+     0x04 | 0x10 | 0x100 | 0x80 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x20000 | 0x40000 |
+         0x01000000 | (0x04ULL << 32) | 0x02000000,
+     0},
+    {"OTP 29 (kernel 11.0.4)",
+     0x07df7fffULL | (0x7fULL << 32),
+     0x04 | 0x10 | 0x100 | 0x80 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x20000 | 0x40000 |
+         0x01000000 | (0x04ULL << 32) | 0x02000000,
+     0x10ULL << 32},
+};
+
+START_TEST(advertised_flags_fit_every_release)
+{
+    const struct release_row *r = &releases[_i];
+    if ((ETSD_DFLAGS & r->mandatory) != r->mandatory)
+        ck_abort_msg("%s: mandatory flags %#llx not advertised", r->id,
+                     (unsigned long long)(r->mandatory & ~ETSD_DFLAGS));
+    if (ETSD_DFLAGS & r->internal)
+        ck_abort_msg("%s: internal flags %#llx advertised", r->id,
+                     (unsigned long long)(ETSD_DFLAGS & r->internal));
+}
+END_TEST
+
+START_TEST(advertised_flags_are_all_defined_by_the_newest_release)
+{
+    const struct release_row *newest = &releases[sizeof releases / sizeof releases[0] - 1];
+    ck_assert_uint_eq(ETSD_DFLAGS & ~newest->defined, 0);
+    /* DFLAG_RESERVED, 16#f8000000 in every dist.hrl */
+    ck_assert_uint_eq(ETSD_DFLAGS & 0xf8000000ULL, 0);
+    /* bit 36 is LOCAL_EXT (PROTOCOL.md section 10) */
+    ck_assert_uint_eq(ETSD_DFLAGS & (1ULL << 36), 0);
+}
+END_TEST
+
 Suite *flags_suite(void)
 {
     Suite *s = suite_create("flags");
@@ -130,6 +189,9 @@ Suite *flags_suite(void)
     tcase_add_loop_test(t, advertised_flag_set_is_protocol_md_section_2, 0,
                         sizeof adv / sizeof adv[0]);
     tcase_add_test(t, advertised_flags_have_nothing_else);
+    tcase_add_loop_test(t, advertised_flags_fit_every_release, 0,
+                        sizeof releases / sizeof releases[0]);
+    tcase_add_test(t, advertised_flags_are_all_defined_by_the_newest_release);
     suite_add_tcase(s, t);
     return s;
 }

@@ -281,7 +281,8 @@ START_TEST(acceptor_peer_without_mandatory_flags_returns_eproto)
     cbuf_init(&m);
     cbuf_put16(&m, 18);
     cbuf_put8(&m, 'N');
-    cbuf_put64(&m, ETSD_DFLAGS & ~DFLAG_MAP_TAG);
+    /* Without the digest flag too, which stands for the whole set. */
+    cbuf_put64(&m, ETSD_DFLAGS & ~(DFLAG_MAP_TAG | DFLAG_MANDATORY_25_DIGEST));
     cbuf_put32(&m, 1);
     cbuf_put16(&m, 3);
     cbuf_put(&m, "a@h", 3);
@@ -374,6 +375,158 @@ START_TEST(frames_after_ack_are_left_unconsumed)
 }
 END_TEST
 
+/* ---- Newer OTP (PROTOCOL.md section 10) ---- */
+
+/* dist_util.erl send_name/1 (OTP 23+): <<$N, Flags:64, Creation:32,
+ * NameLen:16>>, NameBin, behind the 2-byte length; extra bytes after it. */
+static void put_name_msg(cbuf_t *m, uint64_t flags, const char *name, const char *extra)
+{
+    size_t nlen = strlen(name), xlen = strlen(extra);
+    cbuf_put16(m, (uint16_t)(1 + 8 + 4 + 2 + nlen + xlen));
+    cbuf_put8(m, 'N');
+    cbuf_put64(m, flags);
+    cbuf_put32(m, 7);
+    cbuf_put16(m, (uint16_t)nlen);
+    cbuf_put(m, name, nlen);
+    cbuf_put(m, extra, xlen);
+}
+
+/* dist_util.erl send_challenge/2: <<$N, Flags:64, Challenge:32,
+ * Creation:32, NameLen:16>>, NameBin; after the status message "sok". */
+static void put_challenge_msg(cbuf_t *m, uint64_t flags, const char *name, const char *extra)
+{
+    size_t nlen = strlen(name), xlen = strlen(extra);
+    cbuf_put16(m, 3);
+    cbuf_put(m, "sok", 3);
+    cbuf_put16(m, (uint16_t)(1 + 8 + 4 + 4 + 2 + nlen + xlen));
+    cbuf_put8(m, 'N');
+    cbuf_put64(m, flags);
+    cbuf_put32(m, 0xcafe);
+    cbuf_put32(m, 9);
+    cbuf_put16(m, (uint16_t)nlen);
+    cbuf_put(m, name, nlen);
+    cbuf_put(m, extra, xlen);
+}
+
+/* Feeds m to a fresh acceptor; returns hs_feed's code, *ev and the state. */
+static int acceptor_takes(hs_t *acc, const cbuf_t *m, hs_event_t *ev)
+{
+    cbuf_t out;
+    size_t used;
+    cbuf_init(&out);
+    hs_init(acc, HS_ACCEPTOR, "b@h", NULL, "c", ETSD_DFLAGS, 1, 2);
+    int rc = hs_feed(acc, m->data, m->len, &used, &out, ev);
+    cbuf_release(&out);
+    return rc;
+}
+
+/* Feeds m to an initiator that has sent its name to b@h. */
+static int initiator_takes(hs_t *ini, const cbuf_t *m, cbuf_t *out)
+{
+    size_t used;
+    hs_event_t ev;
+    hs_init(ini, HS_INITIATOR, "a@h", "b@h", "c", ETSD_DFLAGS, 1, 2);
+    ck_assert_int_eq(hs_start(ini, out), 0);
+    out->len = 0;
+    return hs_feed(ini, m->data, m->len, &used, out, &ev);
+}
+
+START_TEST(acceptor_name_with_extra_data_after_name_is_accepted)
+{
+    hs_t acc;
+    hs_event_t ev;
+    cbuf_t m;
+    cbuf_init(&m);
+    put_name_msg(&m, ETSD_DFLAGS, "a@h", "future data");
+    ck_assert_int_eq(acceptor_takes(&acc, &m, &ev), 0);
+    ck_assert_int_eq(ev, HS_EV_NAME);
+    ck_assert_str_eq(acc.peer_name, "a@h");
+    ck_assert_uint_eq(acc.peer_creation, 7);
+    cbuf_release(&m);
+}
+END_TEST
+
+START_TEST(initiator_challenge_with_extra_data_after_name_is_answered)
+{
+    hs_t ini;
+    cbuf_t m, out;
+    cbuf_init(&m);
+    cbuf_init(&out);
+    put_challenge_msg(&m, ETSD_DFLAGS, "b@h", "\x01\x02\x03");
+    ck_assert_int_eq(initiator_takes(&ini, &m, &out), 0);
+    ck_assert_int_eq(ini.state, HS_S_RECV_ACK);
+    ck_assert_uint_eq(ini.peer_challenge, 0xcafe);
+    /* The challenge reply: Len:16 'r' Challenge:32 Digest:16 bytes. */
+    ck_assert_uint_eq(out.len, 2 + 21);
+    ck_assert_int_eq(out.data[2], 'r');
+    cbuf_release(&m);
+    cbuf_release(&out);
+}
+END_TEST
+
+START_TEST(acceptor_name_shorter_than_its_name_length_returns_eproto)
+{
+    hs_t acc;
+    hs_event_t ev;
+    cbuf_t m;
+    cbuf_init(&m);
+    put_name_msg(&m, ETSD_DFLAGS, "a@h", "");
+    /* Claim 4 name bytes where 3 follow. */
+    m.data[2 + 1 + 8 + 4 + 1] = 4;
+    ck_assert_int_eq(acceptor_takes(&acc, &m, &ev), -EPROTO);
+    cbuf_release(&m);
+}
+END_TEST
+
+/* A peer that sends only the digest flag of the OTP 25 mandatory set, as
+ * dist_util.erl allows (expand_mandatory_25_flag/1). */
+#define DIGEST_ONLY (DFLAG_MANDATORY_25_DIGEST | DFLAG_DIST_MONITOR | DFLAG_SPAWN)
+
+START_TEST(expand_flags_adds_mandatory_25_set_to_digest_flag)
+{
+    uint64_t f = hs_expand_flags(DIGEST_ONLY);
+    ck_assert((f & DFLAG_MANDATORY_25) == DFLAG_MANDATORY_25);
+    ck_assert(f == (DIGEST_ONLY | DFLAG_MANDATORY_25));
+}
+END_TEST
+
+START_TEST(expand_flags_without_digest_flag_changes_nothing)
+{
+    uint64_t f = DFLAG_MANDATORY_25 & ~DFLAG_MAP_TAG;
+    ck_assert(hs_expand_flags(f) == f);
+    ck_assert(hs_expand_flags(0) == 0);
+}
+END_TEST
+
+START_TEST(acceptor_digest_only_name_is_accepted_with_expanded_flags)
+{
+    hs_t acc;
+    hs_event_t ev;
+    cbuf_t m;
+    cbuf_init(&m);
+    put_name_msg(&m, DIGEST_ONLY, "a@h", "");
+    ck_assert_int_eq(acceptor_takes(&acc, &m, &ev), 0);
+    ck_assert_int_eq(ev, HS_EV_NAME);
+    ck_assert(acc.peer_flags == (DIGEST_ONLY | DFLAG_MANDATORY_25));
+    cbuf_release(&m);
+}
+END_TEST
+
+START_TEST(initiator_digest_only_challenge_is_accepted_with_expanded_flags)
+{
+    hs_t ini;
+    cbuf_t m, out;
+    cbuf_init(&m);
+    cbuf_init(&out);
+    put_challenge_msg(&m, DIGEST_ONLY, "b@h", "");
+    ck_assert_int_eq(initiator_takes(&ini, &m, &out), 0);
+    ck_assert_int_eq(ini.state, HS_S_RECV_ACK);
+    ck_assert(ini.peer_flags == (DIGEST_ONLY | DFLAG_MANDATORY_25));
+    cbuf_release(&m);
+    cbuf_release(&out);
+}
+END_TEST
+
 START_TEST(allocation_failure_returns_enomem_or_completes)
 {
     /* Every allocation of both sides fails in turn: each step returns
@@ -413,6 +566,15 @@ Suite *handshake_suite(void)
     tcase_add_test(t, initiator_name_message_has_otp23_layout);
     tcase_add_test(t, frames_after_ack_are_left_unconsumed);
     tcase_add_test(t, allocation_failure_returns_enomem_or_completes);
+    suite_add_tcase(s, t);
+    t = tcase_create("newer_otp");
+    tcase_add_test(t, acceptor_name_with_extra_data_after_name_is_accepted);
+    tcase_add_test(t, initiator_challenge_with_extra_data_after_name_is_answered);
+    tcase_add_test(t, acceptor_name_shorter_than_its_name_length_returns_eproto);
+    tcase_add_test(t, expand_flags_adds_mandatory_25_set_to_digest_flag);
+    tcase_add_test(t, expand_flags_without_digest_flag_changes_nothing);
+    tcase_add_test(t, acceptor_digest_only_name_is_accepted_with_expanded_flags);
+    tcase_add_test(t, initiator_digest_only_challenge_is_accepted_with_expanded_flags);
     suite_add_tcase(s, t);
     t = tcase_create("refusals");
     tcase_add_test(t, acceptor_wrong_cookie_returns_eacces);

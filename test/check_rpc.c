@@ -8,6 +8,7 @@
 
 #include "cnode/rpc.h"
 #include "term/term.h"
+#include "test/vectors/dist_otp29_vectors.h"
 #include "test/vectors/rpc_exec_vectors.h"
 
 #define LEN(a) (sizeof(a) - 1)
@@ -136,6 +137,62 @@ START_TEST(parse_truncated_input_never_reads_past_end)
 }
 END_TEST
 
+/* SPAWN_REQUEST_TT {30, ReqId, From, GroupLeader, MFA, OptList, Token}
+ * (erl_dist_protocol), as OTP 29 encodes it with a seq_trace token. */
+START_TEST(parse_spawn_request_tt_is_an_erpc_call)
+{
+    rpc_spawn_req_t q;
+    ck_assert_int_eq(rpc_parse_spawn_request(t29_spawn_request_tt_ctl,
+                                             t29_spawn_request_tt_ctl_len,
+                                             t29_spawn_request_tt_args,
+                                             t29_spawn_request_tt_args_len, &q), 0);
+    ck_assert_int_eq(q.kind, RPC_SPAWN_CALL);
+    ck_assert_int_eq(q.flags, RPC_SPAWN_MONITOR);
+    ck_assert_str_eq(q.mod, "ets");
+    ck_assert_str_eq(q.fun, "lookup");
+}
+END_TEST
+
+START_TEST(spawn_request_tt_is_answered_with_spawn_reply)
+{
+    rpc_spawn_req_t q;
+    term_pid_t pid;
+    term_reader_t r;
+    term_buf_t out;
+    /* {30, ReqId, P1, P2, ...}: the reply names P2 as the new process. */
+    term_reader_init(&r, t29_spawn_request_tt_ctl, t29_spawn_request_tt_ctl_len);
+    uint32_t arity;
+    int64_t op;
+    term_ref_t ref;
+    term_pid_t from;
+    ck_assert_int_eq(term_get_tuple(&r, &arity), 0);
+    ck_assert_int_eq(term_get_long(&r, &op), 0);
+    ck_assert_int_eq(term_get_ref(&r, &ref), 0);
+    ck_assert_int_eq(term_get_pid(&r, &from), 0);
+    ck_assert_int_eq(term_get_pid(&r, &pid), 0);
+    ck_assert_int_eq(rpc_parse_spawn_request(t29_spawn_request_tt_ctl,
+                                             t29_spawn_request_tt_ctl_len,
+                                             t29_spawn_request_tt_args,
+                                             t29_spawn_request_tt_args_len, &q), 0);
+    term_buf_init(&out);
+    rpc_encode_spawn_reply(&out, &q, &pid, NULL);
+    ck_assert_int_eq(out.err, 0);
+    assert_same_term(out.data, out.len, t29_spawn_request_tt_reply,
+                     t29_spawn_request_tt_reply_len);
+    term_buf_release(&out);
+}
+END_TEST
+
+START_TEST(spawn_request_tt_with_extra_element_returns_eproto)
+{
+    rpc_spawn_req_t q;
+    ck_assert_int_eq(rpc_parse_spawn_request(t29_spawn_request_tt_bad_token_arity,
+                                             t29_spawn_request_tt_bad_token_arity_len,
+                                             t29_spawn_request_tt_args,
+                                             t29_spawn_request_tt_args_len, &q), -EPROTO);
+}
+END_TEST
+
 Suite *rpc_suite(void)
 {
     Suite *s = suite_create("rpc");
@@ -146,6 +203,9 @@ Suite *rpc_suite(void)
     tcase_add_test(tc, other_mfa_is_other_and_gets_atom_error_reply);
     tcase_add_test(tc, erpc_call_with_wrong_args_is_other);
     tcase_add_test(tc, parse_truncated_input_never_reads_past_end);
+    tcase_add_test(tc, parse_spawn_request_tt_is_an_erpc_call);
+    tcase_add_test(tc, spawn_request_tt_is_answered_with_spawn_reply);
+    tcase_add_test(tc, spawn_request_tt_with_extra_element_returns_eproto);
     suite_add_tcase(s, tc);
     return s;
 }
