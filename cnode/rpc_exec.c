@@ -870,7 +870,7 @@ static int etsd_info(rpc_exec_t *x, rpc_result_t *res)
     int64_t up = (int64_t)(now.tv_sec - x->started.tv_sec) * 1000 +
                  (now.tv_nsec - x->started.tv_nsec) / 1000000;
     term_buf_t *v = &res->value;
-    term_put_map(v, 4 + extra_n + (x->storage_known ? 2 : 0));
+    term_put_map(v, 5 + extra_n + (x->storage_known ? 2 : 0));
     if (x->storage_known) {
         /* data_dir => <<"...">> | undefined, fsync => <<"always">> | ... */
         term_put_atom(v, "data_dir");
@@ -886,6 +886,9 @@ static int etsd_info(rpc_exec_t *x, rpc_result_t *res)
     }
     term_put_atom(v, "node");
     term_put_atom(v, x->node);
+    /* the release whose term semantics etsd follows (term.h) */
+    term_put_atom(v, "otp_release");
+    term_put_long(v, term_otp_release());
     term_put_atom(v, "tables");
     term_put_raw(v, tables.data, tables.len);
     term_put_atom(v, "uptime_ms");

@@ -1561,8 +1561,7 @@ static int float_value(match_spec_t *ms, double f, mv_t *out)
 {
     if (!isfinite(f))
         return EXC;   /* badarith */
-    if (f == 0.0)
-        f = 0.0;      /* -0.0 is canonical 0.0 */
+    f = term_canon_double(f);   /* -0.0 before OTP 27 is canonical 0.0 */
     unsigned char *p = ralloc(ms, 9);
     if (!p)
         return -ENOMEM;

@@ -744,7 +744,7 @@ static void put_id_fields(term_buf_t *b, const term_hdr_t *h)
         }
         break;
     case TERM_T_PORT:
-        if (h->u.id.id > UINT32_MAX) {
+        if (term_int_v4_ports() || h->u.id.id > UINT32_MAX) {
             if ((d = buf_room(b, 12))) {
                 wr32(d, (uint32_t)(h->u.id.id >> 32));
                 wr32(d + 4, (uint32_t)h->u.id.id);
@@ -780,8 +780,9 @@ static void put_ref_words(term_buf_t *b, const term_atom_t *node, const term_ref
     }
 }
 
-/* Pids, ports and refs in their OTP 25 forms: NEW_PID_EXT, NEW_PORT_EXT
- * (V4_PORT_EXT past 32 bits), NEWER_REFERENCE_EXT. */
+/* Pids, ports and refs as term_to_binary writes them: NEW_PID_EXT,
+ * NEWER_REFERENCE_EXT, and V4_PORT_EXT from OTP 26 (before, NEW_PORT_EXT
+ * below 2^32). */
 static void put_id(term_buf_t *b, const term_hdr_t *h)
 {
     uint8_t *d;
@@ -793,7 +794,8 @@ static void put_id(term_buf_t *b, const term_hdr_t *h)
         break;
     case TERM_T_PORT:
         if ((d = buf_room(b, 1)))
-            d[0] = h->u.id.id > UINT32_MAX ? TERM_TAG_V4_PORT : TERM_TAG_NEW_PORT;
+            d[0] = term_int_v4_ports() || h->u.id.id > UINT32_MAX ? TERM_TAG_V4_PORT
+                                                                 : TERM_TAG_NEW_PORT;
         put_id_fields(b, h);
         break;
     default: {
@@ -847,7 +849,8 @@ static int leaf_canonical(const uint8_t *p, const term_hdr_t *h)
         /* LARGE_BIG: only past 255 bytes, minimal */
         return h->u.i.mag && term_be32(p + 1) > 255 && p[5] <= 1 && h->u.i.mlen == term_be32(p + 1);
     case TERM_T_FLOAT:
-        return h->tag == TERM_TAG_NEW_FLOAT && !(p[1] == 0x80 && term_be64(p + 1) == 0x8000000000000000ull);
+        return h->tag == TERM_TAG_NEW_FLOAT &&
+               (term_int_zeros_distinct() || term_be64(p + 1) != 0x8000000000000000ull);
     case TERM_T_ATOM:
         return atom_canonical(&h->u.atom);
     case TERM_T_BINARY:
@@ -861,8 +864,9 @@ static int leaf_canonical(const uint8_t *p, const term_hdr_t *h)
     case TERM_T_PID:
         return h->tag == TERM_TAG_NEW_PID && atom_canonical(&h->u.id.node);
     case TERM_T_PORT:
-        return (h->tag == TERM_TAG_NEW_PORT || (h->tag == TERM_TAG_V4_PORT && h->u.id.id > UINT32_MAX)) &&
-               atom_canonical(&h->u.id.node);
+        if (term_int_v4_ports() || h->u.id.id > UINT32_MAX)
+            return h->tag == TERM_TAG_V4_PORT && atom_canonical(&h->u.id.node);
+        return h->tag == TERM_TAG_NEW_PORT && atom_canonical(&h->u.id.node);
     case TERM_T_REF:
         return h->tag == TERM_TAG_NEWER_REFERENCE && atom_canonical(&h->u.id.node);
     default:
@@ -1602,9 +1606,7 @@ void term_put_double(term_buf_t *b, double v)
         b->err = -EINVAL;
         return;
     }
-    /* OTP 25: 0.0 =:= -0.0, so both are written as 0.0 */
-    if (v == 0)
-        v = 0.0;
+    v = term_canon_double(v);
     memcpy(&bits, &v, sizeof bits);
     if ((d = buf_room(b, 9))) {
         d[0] = TERM_TAG_NEW_FLOAT;

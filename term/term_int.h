@@ -127,6 +127,19 @@ size_t term_int_utf8_decode(const unsigned char *p, size_t n, uint32_t *c);
 /* Encodes the code point c (at most U+10FFFF) into u; returns the length. */
 size_t term_int_utf8_encode(uint32_t c, char u[4]);
 
+/* The release term/ follows (release.c). OTP 27 made 0.0 and -0.0 two
+ * terms (=/=, -0.0 first in exact order); OTP 26 writes every port as
+ * V4_PORT_EXT. */
+extern int term_int_otp;
+static inline int term_int_zeros_distinct(void)
+{
+    return term_int_otp >= 27;
+}
+static inline int term_int_v4_ports(void)
+{
+    return term_int_otp >= 26;
+}
+
 /* Exact term order (=:= is 0), as BEAM orders map keys: integers sort
  * before floats. Both must be valid; used to sort canonical map keys. */
 int term_int_cmp_exact(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);

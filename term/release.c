@@ -1,0 +1,35 @@
+/* release.c: the OTP release whose term semantics term/ follows, the one
+ * place where releases differ (term.h, "Semantics of an OTP release"). */
+#include "term/term.h"
+
+#include <errno.h>
+
+#include "term/term_int.h"
+
+int term_int_otp = TERM_OTP_DEFAULT;
+
+int term_set_otp_release(int release)
+{
+    if (release < TERM_OTP_MIN || release > TERM_OTP_MAX)
+        return -EINVAL;
+    term_int_otp = release;
+    return 0;
+}
+
+int term_otp_release(void)
+{
+    return term_int_otp;
+}
+
+int term_otp_canon_same(int a, int b)
+{
+    return (a >= 26) == (b >= 26) && (a >= 27) == (b >= 27);
+}
+
+double term_canon_double(double v)
+{
+    /* OTP 25 and 26: 0.0 =:= -0.0, so both are written as 0.0 */
+    if (v == 0 && !term_int_zeros_distinct())
+        return 0.0;
+    return v;
+}
