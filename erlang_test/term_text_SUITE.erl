@@ -51,9 +51,11 @@ printed_text_equals_io_lib_w(Config) ->
     %% Floats must read back exactly (checked above); their text is
     %% compared too, since C writes the shortest form as BEAM does. Maps
     %% over 32 keys are left out: ~w writes them in hash order, which C
-    %% does not know.
+    %% does not know; so are small maps of atom keys from OTP 26, which ~w
+    %% writes in the map's own atom order (term_to_binary on OTP 29 was
+    %% seen to write another one).
     Bad = [{T, Txt, W} || {T, Txt} <- lists:zip(Terms, Texts),
-                          not has_large_map(T), W <- [w(T)], Txt =/= W],
+                          not map_order_unknown(T), W <- [w(T)], Txt =/= W],
     check_none(Bad).
 
 pids_refs_ports_funs_print_as_w(Config) ->
@@ -190,11 +192,13 @@ beam_canonical(_) -> true.
 
 release() -> list_to_integer(erlang:system_info(otp_release)).
 
-has_large_map(T) when is_map(T) ->
-    map_size(T) > 32 orelse has_large_map(maps:to_list(T));
-has_large_map(T) when is_tuple(T) -> has_large_map(tuple_to_list(T));
-has_large_map([H | Tl]) -> has_large_map(H) orelse has_large_map(Tl);
-has_large_map(_) -> false.
+map_order_unknown(T) when is_map(T) ->
+    map_size(T) > 32 orelse
+        (release() >= 26 andalso length([K || K <- maps:keys(T), is_atom(K)]) > 1) orelse
+        map_order_unknown(maps:to_list(T));
+map_order_unknown(T) when is_tuple(T) -> map_order_unknown(tuple_to_list(T));
+map_order_unknown([H | Tl]) -> map_order_unknown(H) orelse map_order_unknown(Tl);
+map_order_unknown(_) -> false.
 
 parses_to(Txt, T) ->
     try
