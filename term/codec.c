@@ -811,6 +811,22 @@ static void put_id(term_buf_t *b, const term_hdr_t *h)
 }
 
 
+/* Map key order of two canonical keys. Canonical atoms of up to 255 bytes
+ * are SMALL_ATOM_UTF8, and atoms sort by code points, which is their UTF-8
+ * byte order: atom keys (the maps OTP 26 and later send out of term order)
+ * skip the decoder. */
+static int key_cmp(const uint8_t *ka, size_t kalen, const uint8_t *kb, size_t kblen)
+{
+    if (ka[0] == TERM_TAG_SMALL_ATOM_UTF8 && kb[0] == TERM_TAG_SMALL_ATOM_UTF8) {
+        size_t la = ka[1], lb = kb[1];
+        int c = memcmp(ka + 2, kb + 2, la < lb ? la : lb);
+        if (c)
+            return c < 0 ? -1 : 1;
+        return (la > lb) - (la < lb);
+    }
+    return term_int_cmp_exact(ka, kalen, kb, kblen);
+}
+
 /* ---- Already canonical? ------------------------------------------------- */
 
 /* Most input comes from term_to_binary and is canonical already (always
@@ -980,7 +996,7 @@ static int check_term(const uint8_t *p, const uint8_t *end, int depth, const uin
             const uint8_t *k = q;
             if (check_term(q, end, depth + 1, &q) != 1)
                 return 0;
-            if (pk && term_int_cmp_exact(pk, pklen, k, (size_t)(q - k)) >= 0)
+            if (pk && key_cmp(pk, pklen, k, (size_t)(q - k)) >= 0)
                 return 0;
             pk = k;
             pklen = (size_t)(q - k);
@@ -1136,7 +1152,23 @@ static int pair_cmp(const void *a, const void *b, void *ctx)
 {
     const map_pair_t *x = a, *y = b;
     const uint8_t *base = ctx;
-    return term_int_cmp_exact(base + x->koff, x->klen, base + y->koff, y->klen);
+    return key_cmp(base + x->koff, x->klen, base + y->koff, y->klen);
+}
+
+/* Small maps (most of them) sort in place: insertion sort, no qsort_r. */
+static void pairs_sort(map_pair_t *pairs, uint64_t n, const uint8_t *base)
+{
+    if (n > 16) {
+        qsort_r(pairs, n, sizeof *pairs, pair_cmp, (void *)base);
+        return;
+    }
+    for (uint64_t i = 1; i < n; i++) {
+        map_pair_t t = pairs[i];
+        uint64_t j = i;
+        for (; j > 0 && pair_cmp(&pairs[j - 1], &t, (void *)base) > 0; j--)
+            pairs[j] = pairs[j - 1];
+        pairs[j] = t;
+    }
 }
 
 /* Maps: pairs in key order as BEAM's flatmaps keep them (integers before
@@ -1155,7 +1187,10 @@ static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth
         *next = p;
         return 0;
     }
-    map_pair_t *pairs = mem_alloc(n * sizeof *pairs);
+    /* small maps keep their pairs and the copy below on the stack */
+    map_pair_t pairs_small[16];
+    uint8_t copy_small[512];
+    map_pair_t *pairs = n <= 16 ? pairs_small : mem_alloc(n * sizeof *pairs);
     if (!pairs)
         return -ENOMEM;
     size_t region = out->len;
@@ -1184,7 +1219,7 @@ static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth
         }
     }
     if (!sorted) {
-        qsort_r(pairs, n, sizeof *pairs, pair_cmp, out->data);
+        pairs_sort(pairs, n, (const uint8_t *)out->data);
         for (uint64_t i = 1; i < n; i++) {
             if (pair_cmp(&pairs[i - 1], &pairs[i], out->data) == 0) {
                 rc = -EPROTO;
@@ -1192,7 +1227,7 @@ static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth
             }
         }
         size_t rlen = out->len - region;
-        uint8_t *copy = mem_alloc(rlen);
+        uint8_t *copy = rlen <= sizeof copy_small ? copy_small : mem_alloc(rlen);
         if (!copy) {
             rc = -ENOMEM;
             goto out;
@@ -1204,11 +1239,13 @@ static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth
             memcpy(w, copy + (pairs[i].koff - region), kv);
             w += kv;
         }
-        mem_free(copy);
+        if (copy != copy_small)
+            mem_free(copy);
     }
     *next = p;
 out:
-    mem_free(pairs);
+    if (pairs != pairs_small)
+        mem_free(pairs);
     return rc;
 }
 
