@@ -16,7 +16,9 @@
          large_tab2list_lets_other_callers_through/1,
          other_node_is_served_during_large_tab2list/1,
          large_tab2list_under_concurrent_writes_lists_each_key_once/1,
-         large_tab2list_of_caller_gone_leaves_etsd_serving/1]).
+         large_tab2list_of_caller_gone_leaves_etsd_serving/1,
+         zero_keys_follow_the_release_of_the_cluster/1,
+         otp_release_flag_overrides_the_cluster/1]).
 -export([own_table/2]).
 
 suite() -> [{timetrap, {seconds, 60}}].
@@ -30,7 +32,9 @@ all() ->
      large_tab2list_lets_other_callers_through,
      other_node_is_served_during_large_tab2list,
      large_tab2list_under_concurrent_writes_lists_each_key_once,
-     large_tab2list_of_caller_gone_leaves_etsd_serving].
+     large_tab2list_of_caller_gone_leaves_etsd_serving,
+     zero_keys_follow_the_release_of_the_cluster,
+     otp_release_flag_overrides_the_cluster].
 
 init_per_testcase(Case, Config) ->
     E = etsd_test_lib:start_etsd(#{config => Config, name => atom_to_list(Case)}),
@@ -366,3 +370,62 @@ large_tab2list_of_caller_gone_leaves_etsd_serving(Config) ->
     N = erpc:call(N, erlang, node, []),
     Count = length(erpc:call(N, ets, tab2list, [t1])),
     pong = net_adm:ping(N).
+
+%% ---- the cluster's OTP release -------------------------------------------
+
+%% etsd asks the nodes it serves for their release and follows it: 0.0 and
+%% -0.0 are one ETS key before OTP 27 and two from it, as in the peer's
+%% table, and objects come back bit for bit where the release tells -0.0
+%% apart.
+zero_keys_follow_the_release_of_the_cluster(Config) ->
+    N = enode(Config),
+    {P, PN} = peer("rpc_rel"),
+    etsd_ets_gen:await_release(N),
+    ok = erpc:call(PN, ?MODULE, own_table, [t1, [set, public, named_table]]),
+    new_table(N, t1),
+    Z = minus_zero(),
+    Objs = [{Z, neg}, {0.0, pos}, {{Z}, t1}, {{0.0}, t2}, {[Z, 1.5], l1}, {k, #{Z => 1}}],
+    [true = rpc:call(Node, ets, insert, [t1, O]) || O <- Objs, Node <- [N, PN]],
+    Size = rpc:call(PN, ets, info, [t1, size]),
+    Size = rpc:call(N, ets, info, [t1, size]),
+    Keys = [Z, 0.0, {Z}, {0.0}, [Z, 1.5], [0.0, 1.5], k],
+    Bad = [{K, Got, Want} || K <- Keys,
+                             Got <- [rpc:call(N, ets, lookup, [t1, K])],
+                             Want <- [rpc:call(PN, ets, lookup, [t1, K])],
+                             not bits_equal(Got, Want)],
+    [] = Bad,
+    ct:log("OTP ~s: ~p objects", [erlang:system_info(otp_release), Size]),
+    peer:stop(P).
+
+%% --otp-release fixes the semantics, whatever the nodes run; a release
+%% before 25 is refused at start.
+otp_release_flag_overrides_the_cluster(Config) ->
+    Other = case list_to_integer(erlang:system_info(otp_release)) of
+                R when R >= 27 -> 25;
+                _ -> 27
+            end,
+    E = etsd_test_lib:start_etsd(#{config => Config, name => "rel_flag",
+                                   args => ["--otp-release", integer_to_list(Other)]}),
+    N = maps:get(node, E),
+    try
+        new_table(N, t1),
+        true = rpc:call(N, ets, insert, [t1, [{minus_zero(), neg}, {0.0, pos}]]),
+        Other = maps:get(otp_release, rpc:call(N, etsd, info, [])),
+        Size = case Other of 25 -> 1; _ -> 2 end,
+        Size = rpc:call(N, ets, info, [t1, size])
+    after
+        etsd_test_lib:stop_etsd(E)
+    end,
+    Etsd = etsd_test_lib:etsd_path(),
+    {2, _} = etsd_test_lib:run(Etsd, ["--name", "rel_bad@127.0.0.1", "--otp-release", "24"]),
+    {0, Help} = etsd_test_lib:run(Etsd, ["--help"]),
+    {match, _} = re:run(Help, "--otp-release").
+
+%% Built from its bytes: a compiler may fold the literal -0.0 into 0.0.
+minus_zero() -> binary_to_term(<<131, 70, 1:1, 0:63>>).
+
+%% =:=, and from OTP 27 every float with the same bits. Before, -0.0 =:=
+%% 0.0 and etsd stores -0.0 as 0.0 (README, known differences).
+bits_equal(A, B) ->
+    A =:= B andalso (list_to_integer(erlang:system_info(otp_release)) < 27 orelse
+                     term_to_binary(A) =:= term_to_binary(B)).
