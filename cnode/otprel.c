@@ -59,7 +59,9 @@ static void decide(otprel_t *o)
     if (term_set_otp_release(oldest) < 0)
         return;
     log_info("cluster runs OTP %d: following its term semantics (was OTP %d)", oldest, cur);
-    if (term_otp_canon_same(cur, oldest))
+    /* No -0.0 or port was ever canonicalized: nothing stored depends on
+     * the release (seed users never do), and the pass is skipped. */
+    if (term_otp_canon_same(cur, oldest) || term_release_terms_seen() == 0)
         return;
     size_t changed = 0;
     int rc = store_recanon(o->store, &changed);

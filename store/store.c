@@ -833,18 +833,21 @@ static const char *get_rec(const char **p, size_t *len)
 static int recanon_obj_cb(void *arg, const void *obj, size_t len)
 {
     recanon_t *r = arg;
-    const char *key;
-    size_t used, klen;
+    const char *key, *c;
+    size_t klen, clen;
     int rc;
     term_buf_reset(&r->tmp);
-    if ((rc = term_canon_inner(obj, len, &used, &r->tmp)) < 0)
+    /* store_canon's fast path (a tuple of integers, binaries and ASCII
+     * atoms, as seed users are) hands back obj itself: nothing in it
+     * depends on the release. */
+    if ((rc = store_canon(obj, len, &r->tmp, &c, &clen)) < 0)
         return rc;
-    if (r->tmp.len == len && memcmp(r->tmp.data, obj, len) == 0)
+    if (c == obj || (clen == len && memcmp(c, obj, len) == 0))
         return 0;
     if ((rc = store_obj_key(obj, len, r->keypos, &key, &klen)) < 0)
         return rc;
     put_rec(&r->todo, key, klen);
-    put_rec(&r->todo, r->tmp.data, r->tmp.len);
+    put_rec(&r->todo, c, clen);
     r->n++;
     return r->todo.err;
 }

@@ -793,6 +793,7 @@ static void put_id(term_buf_t *b, const term_hdr_t *h)
         put_id_fields(b, h);
         break;
     case TERM_T_PORT:
+        term_int_release_terms++;
         if ((d = buf_room(b, 1)))
             d[0] = term_int_v4_ports() || h->u.id.id > UINT32_MAX ? TERM_TAG_V4_PORT
                                                                  : TERM_TAG_NEW_PORT;
@@ -865,8 +866,10 @@ static int leaf_canonical(const uint8_t *p, const term_hdr_t *h)
         /* LARGE_BIG: only past 255 bytes, minimal */
         return h->u.i.mag && term_be32(p + 1) > 255 && p[5] <= 1 && h->u.i.mlen == term_be32(p + 1);
     case TERM_T_FLOAT:
-        return h->tag == TERM_TAG_NEW_FLOAT &&
-               (term_int_zeros_distinct() || term_be64(p + 1) != 0x8000000000000000ull);
+        if (term_be64(p + 1) != 0x8000000000000000ull)
+            return h->tag == TERM_TAG_NEW_FLOAT;
+        term_int_release_terms++;
+        return h->tag == TERM_TAG_NEW_FLOAT && term_int_zeros_distinct();
     case TERM_T_ATOM:
         return atom_canonical(&h->u.atom);
     case TERM_T_BINARY:
@@ -880,6 +883,7 @@ static int leaf_canonical(const uint8_t *p, const term_hdr_t *h)
     case TERM_T_PID:
         return h->tag == TERM_TAG_NEW_PID && atom_canonical(&h->u.id.node);
     case TERM_T_PORT:
+        term_int_release_terms++;
         if (term_int_v4_ports() || h->u.id.id > UINT32_MAX)
             return h->tag == TERM_TAG_V4_PORT && atom_canonical(&h->u.id.node);
         return h->tag == TERM_TAG_NEW_PORT && atom_canonical(&h->u.id.node);

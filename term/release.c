@@ -3,10 +3,12 @@
 #include "term/term.h"
 
 #include <errno.h>
+#include <math.h>
 
 #include "term/term_int.h"
 
 int term_int_otp = TERM_OTP_DEFAULT;
+uint64_t term_int_release_terms;
 
 int term_set_otp_release(int release)
 {
@@ -28,8 +30,16 @@ int term_otp_canon_same(int a, int b)
 
 double term_canon_double(double v)
 {
-    /* OTP 25 and 26: 0.0 =:= -0.0, so both are written as 0.0 */
-    if (v == 0 && !term_int_zeros_distinct())
-        return 0.0;
+    if (v == 0 && signbit(v)) {
+        term_int_release_terms++;
+        /* OTP 25 and 26: 0.0 =:= -0.0, so both are written as 0.0 */
+        if (!term_int_zeros_distinct())
+            return 0.0;
+    }
     return v;
+}
+
+uint64_t term_release_terms_seen(void)
+{
+    return term_int_release_terms;
 }

@@ -72,6 +72,10 @@ int term_otp_canon_same(int a, int b);
 /* v as the canonical form writes it under the release followed (0.0 for
  * -0.0 before OTP 27). */
 double term_canon_double(double v);
+/* How many -0.0 floats and ports term/ has canonicalized or validated since
+ * the process started. While it is 0, no canonical bytes made so far
+ * depend on the release, so none need canonicalizing again. */
+uint64_t term_release_terms_seen(void);
 
 /* ---- Canonical encoding ---------------------------------------------- */
 

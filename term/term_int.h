@@ -131,6 +131,8 @@ size_t term_int_utf8_encode(uint32_t c, char u[4]);
  * terms (=/=, -0.0 first in exact order); OTP 26 writes every port as
  * V4_PORT_EXT. */
 extern int term_int_otp;
+/* -0.0 floats and ports canonicalized or validated (term_release_terms_seen) */
+extern uint64_t term_int_release_terms;
 static inline int term_int_zeros_distinct(void)
 {
     return term_int_otp >= 27;

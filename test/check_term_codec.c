@@ -909,6 +909,22 @@ START_TEST(canon_otp27_allocation_failure_returns_enomem)
 }
 END_TEST
 
+/* vecs27[0] is -0.0, [1] 0.0, [4] a port: only -0.0 and ports count. */
+START_TEST(release_terms_seen_counts_minus_zero_and_ports)
+{
+    term_buf_t out;
+    term_buf_init(&out);
+    uint64_t n = term_release_terms_seen();
+    ck_assert_int_eq(term_canon(vecs27[1].in, vecs27[1].in_len, &out), 0);
+    ck_assert_uint_eq(term_release_terms_seen(), n);
+    ck_assert_int_eq(term_canon(vecs27[0].in, vecs27[0].in_len, &out), 0);
+    ck_assert_uint_eq(term_release_terms_seen(), n + 1);
+    ck_assert_int_eq(term_canon(vecs27[4].in, vecs27[4].in_len, &out), 0);
+    ck_assert_uint_eq(term_release_terms_seen(), n + 2);
+    term_buf_release(&out);
+}
+END_TEST
+
 #define NVECS27 (sizeof vecs27 / sizeof vecs27[0])
 
 Suite *term_codec_suite(void)
@@ -976,6 +992,7 @@ Suite *term_codec_suite(void)
     tcase_add_test(tc, canon_minus_zero_otp25_folds_to_zero);
     tcase_add_test(tc, canon_map_of_both_zeros_otp25_returns_eproto);
     tcase_add_test(tc, set_otp_release_out_of_range_returns_einval);
+    tcase_add_test(tc, release_terms_seen_counts_minus_zero_and_ports);
     suite_add_tcase(s, tc);
     return s;
 }
