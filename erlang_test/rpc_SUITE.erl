@@ -18,7 +18,8 @@
          large_tab2list_under_concurrent_writes_lists_each_key_once/1,
          large_tab2list_of_caller_gone_leaves_etsd_serving/1,
          zero_keys_follow_the_release_of_the_cluster/1,
-         otp_release_flag_overrides_the_cluster/1]).
+         otp_release_flag_overrides_the_cluster/1,
+         restart_follows_the_release_of_the_cluster/1]).
 -export([own_table/2]).
 
 suite() -> [{timetrap, {seconds, 60}}].
@@ -34,7 +35,8 @@ all() ->
      large_tab2list_under_concurrent_writes_lists_each_key_once,
      large_tab2list_of_caller_gone_leaves_etsd_serving,
      zero_keys_follow_the_release_of_the_cluster,
-     otp_release_flag_overrides_the_cluster].
+     otp_release_flag_overrides_the_cluster,
+     restart_follows_the_release_of_the_cluster].
 
 init_per_testcase(Case, Config) ->
     E = etsd_test_lib:start_etsd(#{config => Config, name => atom_to_list(Case)}),
@@ -420,6 +422,42 @@ otp_release_flag_overrides_the_cluster(Config) ->
     {2, _} = etsd_test_lib:run(Etsd, ["--name", "rel_bad@127.0.0.1", "--otp-release", "24"]),
     {0, Help} = etsd_test_lib:run(Etsd, ["--help"]),
     {match, _} = re:run(Help, "--otp-release").
+
+%% A table written under OTP 27's semantics holds 0.0 and -0.0 as two
+%% keys. Started again on its data without --otp-release, etsd follows this
+%% node's release: before OTP 27 the pairs of keys become one, the object
+%% under 0.0 staying, as in a BEAM peer's table where 0.0 came last.
+restart_follows_the_release_of_the_cluster(Config) ->
+    Dir = filename:join(?config(priv_dir, Config), "rel_restart"),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    Z = minus_zero(),
+    Objs = [{Z, neg}, {0.0, pos}, {{Z}, t1}, {{0.0}, t2}, {k, [Z]}],
+    E1 = etsd_test_lib:start_etsd(#{config => Config, name => "rel_restart1",
+                                    args => ["--data-dir", Dir, "--otp-release", "27"]}),
+    N1 = maps:get(node, E1),
+    new_table(N1, t1),
+    [true = rpc:call(N1, ets, insert, [t1, O]) || O <- Objs],
+    5 = rpc:call(N1, ets, info, [t1, size]),
+    etsd_test_lib:stop_etsd(E1),
+    E2 = etsd_test_lib:start_etsd(#{config => Config, name => "rel_restart2",
+                                    args => ["--data-dir", Dir]}),
+    N2 = maps:get(node, E2),
+    {P, PN} = peer("rpc_restart"),
+    try
+        etsd_ets_gen:await_release(N2),
+        ok = erpc:call(PN, ?MODULE, own_table, [t1, [set, public, named_table]]),
+        [true = rpc:call(PN, ets, insert, [t1, O]) || O <- Objs],
+        Size = rpc:call(PN, ets, info, [t1, size]),
+        Size = rpc:call(N2, ets, info, [t1, size]),
+        Bad = [{K, Got, Want} || K <- [Z, 0.0, {Z}, {0.0}, k],
+                                 Got <- [rpc:call(N2, ets, lookup, [t1, K])],
+                                 Want <- [rpc:call(PN, ets, lookup, [t1, K])],
+                                 not bits_equal(Got, Want)],
+        [] = Bad
+    after
+        etsd_test_lib:stop_etsd(E2),
+        peer:stop(P)
+    end.
 
 %% Built from its bytes: a compiler may fold the literal -0.0 into 0.0.
 minus_zero() -> binary_to_term(<<131, 70, 1:1, 0:63>>).
