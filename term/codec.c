@@ -793,7 +793,7 @@ static void put_id(term_buf_t *b, const term_hdr_t *h)
         put_id_fields(b, h);
         break;
     case TERM_T_PORT:
-        term_int_release_terms++;
+        term_int_count_release_term();
         if ((d = buf_room(b, 1)))
             d[0] = term_int_v4_ports() || h->u.id.id > UINT32_MAX ? TERM_TAG_V4_PORT
                                                                  : TERM_TAG_NEW_PORT;
@@ -868,7 +868,7 @@ static int leaf_canonical(const uint8_t *p, const term_hdr_t *h)
     case TERM_T_FLOAT:
         if (term_be64(p + 1) != 0x8000000000000000ull)
             return h->tag == TERM_TAG_NEW_FLOAT;
-        term_int_release_terms++;
+        term_int_count_release_term();
         return h->tag == TERM_TAG_NEW_FLOAT && term_int_zeros_distinct();
     case TERM_T_ATOM:
         return atom_canonical(&h->u.atom);
@@ -883,7 +883,7 @@ static int leaf_canonical(const uint8_t *p, const term_hdr_t *h)
     case TERM_T_PID:
         return h->tag == TERM_TAG_NEW_PID && atom_canonical(&h->u.id.node);
     case TERM_T_PORT:
-        term_int_release_terms++;
+        term_int_count_release_term();
         if (term_int_v4_ports() || h->u.id.id > UINT32_MAX)
             return h->tag == TERM_TAG_V4_PORT && atom_canonical(&h->u.id.node);
         return h->tag == TERM_TAG_NEW_PORT && atom_canonical(&h->u.id.node);

@@ -7,20 +7,20 @@
 
 #include "term/term_int.h"
 
-int term_int_otp = TERM_OTP_DEFAULT;
-uint64_t term_int_release_terms;
+_Atomic int term_int_otp = TERM_OTP_DEFAULT;
+_Atomic uint64_t term_int_release_terms;
 
 int term_set_otp_release(int release)
 {
     if (release < TERM_OTP_MIN || release > TERM_OTP_MAX)
         return -EINVAL;
-    term_int_otp = release;
+    atomic_store_explicit(&term_int_otp, release, memory_order_relaxed);
     return 0;
 }
 
 int term_otp_release(void)
 {
-    return term_int_otp;
+    return atomic_load_explicit(&term_int_otp, memory_order_relaxed);
 }
 
 int term_otp_canon_same(int a, int b)
@@ -31,7 +31,7 @@ int term_otp_canon_same(int a, int b)
 double term_canon_double(double v)
 {
     if (v == 0 && signbit(v)) {
-        term_int_release_terms++;
+        term_int_count_release_term();
         /* OTP 25 and 26: 0.0 =:= -0.0, so both are written as 0.0 */
         if (!term_int_zeros_distinct())
             return 0.0;
@@ -41,5 +41,5 @@ double term_canon_double(double v)
 
 uint64_t term_release_terms_seen(void)
 {
-    return term_int_release_terms;
+    return atomic_load_explicit(&term_int_release_terms, memory_order_relaxed);
 }
