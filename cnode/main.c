@@ -17,6 +17,7 @@
 #include "cnode/loop.h"
 #include "cnode/cluster.h"
 #include "cnode/node.h"
+#include "cnode/otprel.h"
 #include "cnode/pg.h"
 #include "cnode/pubsub.h"
 #include "cnode/replicate.h"
@@ -39,7 +40,12 @@ static const char usage[] =
     "  --port N                         listen port (0: any)\n"
     "  --net-ticktime S --log-level L   error|warn|info|debug\n"
     "  --max-frame BYTES --max-queue BYTES  incoming frame and per-peer\n"
-    "                                   outgoing queue limits\n";
+    "                                   outgoing queue limits\n"
+    "  --otp-release N                  term semantics of OTP N (25, 27, ...);\n"
+    "                                   default: the oldest release connected\n";
+
+/* --otp-release, 0 when absent: kept here, as only main uses it. */
+static int otp_release_flag;
 
 /* ---- Cookie, as kernel's auth.erl reads it ----------------------------- */
 
@@ -235,7 +241,8 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             "--name", "--sname", "--cookie", "--cookie-file", "--join", "--dns",
             "--basename", "--table", "--keypos", "--pubsub", "--pool-size",
             "--topic-new", "--topic-sync", "--sync-delay-ms", "--data-dir", "--fsync",
-            "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue", NULL};
+            "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue",
+            "--otp-release", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], arg) != 0)
             k++;
@@ -320,6 +327,13 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             if (parse_uint(arg, val, 1ULL << 40, &u) < 0 || u < 1024)
                 return 2;
             cfg->max_queue = u;
+        } else if (strcmp(arg, "--otp-release") == 0) {
+            if (parse_uint(arg, val, TERM_OTP_MAX, &u) < 0 || u < TERM_OTP_MIN) {
+                fprintf(stderr, "etsd: --otp-release: want a release from %d on\n",
+                        TERM_OTP_MIN);
+                return 2;
+            }
+            otp_release_flag = (int)u;
         }
     }
     if ((name != NULL) == (sname != NULL)) {
@@ -380,6 +394,7 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
  * its handles; main frees them after the loop has ended. */
 typedef struct services {
     store_t *store;
+    otprel_t *otprel;
     rpc_exec_t *exec;
     rpc_t *rpc;
     pg_t *pg;
@@ -453,6 +468,8 @@ static int services_start(node_t *n, const node_config_t *cfg, services_t *sv)
     t = store_table_find(sv->store, cfg->table);
     if (t)
         log_info("store: %s has %zu objects", cfg->table, store_table_size(t));
+    if ((rc = otprel_new(n, sv->store, otp_release_flag, &sv->otprel)) < 0)
+        return rc;
     if ((rc = rpc_exec_new(sv->store, node_name(n), ETSD_VERSION, &sv->exec)) < 0 ||
         (rc = rpc_new(n, sv->exec, &sv->rpc)) < 0)
         return rc;
@@ -484,6 +501,7 @@ static void services_free(services_t *sv)
     pg_free(sv->pg);
     rpc_free(sv->rpc);
     rpc_exec_free(sv->exec);
+    otprel_free(sv->otprel);
     store_free(sv->store);
 }
 

@@ -307,7 +307,7 @@ static int raise_badarg(rpc_result_t *res, const char *mod, const char *fun,
 }
 
 /* A badarg from a BIF that an ets.erl function calls: the stack shows the
- * BIF with its own arguments, then the Erlang frame (OTP 25's ets.erl). */
+ * BIF with its own arguments, then the Erlang frame (ets.erl, ets_lines()). */
 static int raise_wrapped_badarg(rpc_result_t *res, const char *bif,
                                 const rpc_args_t *a, const void *tail, size_t tail_len,
                                 const char *cause, const char *fun, int arity, int line)
@@ -493,8 +493,11 @@ static int counter_ops_check(const char *p, size_t l, int64_t keypos, const char
     }
 }
 
-/* update_element's {Pos, Value} or a list of them: does one name keypos? */
-static int element_ops_touch_key(const char *p, size_t l, int64_t keypos)
+/* update_element's {Pos, Value} or a list of them, checked in order as
+ * erl_db.c does: the first op that fails gives the cause, keypos for the
+ * key's position, position (from OTP 27; none before) for one outside the
+ * object, and none for a malformed op. NULL: no cause. */
+static const char *element_ops_cause(const char *p, size_t l, int64_t keypos, int64_t arity)
 {
     term_reader_t r;
     uint32_t n, k;
@@ -504,21 +507,36 @@ static int element_ops_touch_key(const char *p, size_t l, int64_t keypos)
     term_reader_init(&r, p, l);
     switch (term_peek(&r)) {
     case TERM_T_TUPLE:
-        return term_get_tuple(&r, &k) == 0 && k == 2 && term_get_long(&r, &pos) == 0 &&
-               pos == keypos;
+        if (term_get_tuple(&r, &k) < 0 || k != 2 || term_get_long(&r, &pos) < 0)
+            return NULL;
+        if (pos == keypos)
+            return "keypos";
+        if (pos < 1 || pos > arity)
+            return term_otp_release() >= 27 ? "position" : NULL;
+        return "";
     case TERM_T_LIST:
         if (term_get_list(&r, &n) < 0)
-            return 0;
+            return NULL;
         for (uint32_t i = 0; i < n; i++) {
+            const char *c;
             if (term_get_any(&r, &e, &el) < 0)
-                return 0;
-            if (element_ops_touch_key(e, el, keypos))
-                return 1;
+                return NULL;
+            if (!(c = element_ops_cause(e, el, keypos, arity)) || *c)
+                return c;
         }
-        return 0;
+        return "";
     default:
-        return 0;
+        return NULL;
     }
+}
+
+/* The number of elements of an object (a tuple), or 0. */
+static int64_t object_arity(const char *obj, size_t len)
+{
+    term_reader_t r;
+    uint32_t arity;
+    term_reader_init(&r, obj, len);
+    return term_get_tuple(&r, &arity) < 0 ? 0 : (int64_t)arity;
 }
 
 /* Does the table named by the first argument exist in the store? */
@@ -590,27 +608,58 @@ counter_done:
         return missing ? "badkey" : NULL;
     }
     if (strcmp(fun, "update_element") == 0 && a->argc == 3) {
+        const char *cause = NULL;
+        term_buf_t obj;
+        term_buf_init(&obj);
         if (ets_info_long(x, a->argv[0], a->argl[0], "keypos", &keypos) == 0 &&
-            element_ops_touch_key(a->argv[2], a->argl[2], keypos))
-            return "keypos";
-        return NULL;
+            ets_lookup_object(x, a, &obj) == 0 && !obj.err && obj.len > 0)
+            cause = element_ops_cause(a->argv[2], a->argl[2], keypos,
+                                      object_arity(obj.data, obj.len));
+        term_buf_release(&obj);
+        return cause && *cause ? cause : NULL;
     }
     return NULL;
+}
+
+/* Lines of ets.erl functions that call another BIF, in the stack frame
+ * BEAM shows for them: the sources of OTP 25.2, 27.3 and 29.1. Another
+ * release (or patch level) takes the row of the newest one not above it,
+ * and its lines may differ: the rest of the frame is the same everywhere. */
+typedef struct ets_lines {
+    int release;
+    int tab2list, delete_all_objects, select_delete_all, select_delete;
+} ets_lines_t;
+
+static const ets_lines_t ETS_LINES[] = {
+    {25, 771, 126, 399, 401},
+    {27, 2263, 359, 1485, 1487},
+    {29, 2773, 387, 1850, 1852},
+};
+
+static const ets_lines_t *ets_lines(void)
+{
+    const ets_lines_t *l = &ETS_LINES[0];
+    for (size_t i = 0; i < sizeof ETS_LINES / sizeof ETS_LINES[0]; i++)
+        if (ETS_LINES[i].release <= term_otp_release())
+            l = &ETS_LINES[i];
+    return l;
 }
 
 static int ets_badarg(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_result_t *res)
 {
     const char *cause = ets_badarg_cause(x, fun, a);
-    /* ets.erl functions that call another BIF (OTP 25 line numbers) */
+    const ets_lines_t *lines = ets_lines();
+    /* ets.erl functions that call another BIF */
     if (strcmp(fun, "tab2list") == 0 && a->argc == 1) {
         static const char any[] = { 100, 0, 1, '_' }; /* ATOM_EXT '_' */
         return raise_wrapped_badarg(res, "match_object", a, any, sizeof(any), cause,
-                                    "tab2list", 1, 771);
+                                    "tab2list", 1, lines->tab2list);
     }
     if (strcmp(fun, "delete_all_objects") == 0 && a->argc == 1) {
         static const char undef[] = { 119, 9, 'u', 'n', 'd', 'e', 'f', 'i', 'n', 'e', 'd' };
         return raise_wrapped_badarg(res, "internal_delete_all", a, undef, sizeof(undef),
-                                    cause, "delete_all_objects", 1, 126);
+                                    cause, "delete_all_objects", 1,
+                                    lines->delete_all_objects);
     }
     if (strcmp(fun, "select_delete") == 0 && a->argc == 2) {
         /* [{'_',[],[true]}] goes to internal_delete_all, others to
@@ -628,10 +677,11 @@ static int ets_badarg(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_r
         if (is_all) {
             static const char undef[] = { 119, 9, 'u', 'n', 'd', 'e', 'f', 'i', 'n', 'e', 'd' };
             return raise_wrapped_badarg(res, "internal_delete_all", a, undef,
-                                        sizeof(undef), cause, "select_delete", 2, 399);
+                                        sizeof(undef), cause, "select_delete", 2,
+                                        lines->select_delete_all);
         }
         return raise_wrapped_badarg(res, "internal_select_delete", a, a->argv[1],
-                                    a->argl[1], cause, "select_delete", 2, 401);
+                                    a->argl[1], cause, "select_delete", 2, lines->select_delete);
     }
     return raise_badarg(res, "ets", fun, a, "erl_stdlib_errors", cause);
 }
@@ -870,7 +920,7 @@ static int etsd_info(rpc_exec_t *x, rpc_result_t *res)
     int64_t up = (int64_t)(now.tv_sec - x->started.tv_sec) * 1000 +
                  (now.tv_nsec - x->started.tv_nsec) / 1000000;
     term_buf_t *v = &res->value;
-    term_put_map(v, 4 + extra_n + (x->storage_known ? 2 : 0));
+    term_put_map(v, 5 + extra_n + (x->storage_known ? 2 : 0));
     if (x->storage_known) {
         /* data_dir => <<"...">> | undefined, fsync => <<"always">> | ... */
         term_put_atom(v, "data_dir");
@@ -886,6 +936,9 @@ static int etsd_info(rpc_exec_t *x, rpc_result_t *res)
     }
     term_put_atom(v, "node");
     term_put_atom(v, x->node);
+    /* the release whose term semantics etsd follows (term.h) */
+    term_put_atom(v, "otp_release");
+    term_put_long(v, term_otp_release());
     term_put_atom(v, "tables");
     term_put_raw(v, tables.data, tables.len);
     term_put_atom(v, "uptime_ms");

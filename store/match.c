@@ -244,6 +244,8 @@ typedef enum fn {
     F_ABS, F_ELEMENT, F_HD, F_TL, F_LENGTH, F_MAP_GET, F_MAP_SIZE, F_NODE0,
     F_NODE1, F_ROUND, F_SIZE, F_BIT_SIZE, F_BYTE_SIZE, F_TRUNC, F_FLOAT,
     F_BINARY_PART2, F_BINARY_PART3, F_SELF,
+    /* from OTP 27 (checked with ets:match_spec_compile/1 on 25, 27, 29) */
+    F_TUPLE_SIZE, F_MIN, F_MAX, F_CEIL, F_FLOOR, F_IS_FUNCTION2, F_IS_BITSTRING,
     F_PLUS, F_MINUS, F_TIMES, F_FDIV, F_DIV, F_REM, F_BAND, F_BOR, F_BXOR,
     F_BNOT, F_BSL, F_BSR, F_NEG, F_UPLUS,
     F_GT, F_GE, F_LT, F_LE, F_EXEQ, F_EQ, F_EXNE, F_NE
@@ -277,7 +279,16 @@ static const struct fndef {
     {"bsl", 2, F_BSL}, {"bsr", 2, F_BSR}, {"-", 1, F_NEG}, {"+", 1, F_UPLUS},
     {">", 2, F_GT}, {">=", 2, F_GE}, {"<", 2, F_LT}, {"=<", 2, F_LE},
     {"=:=", 2, F_EXEQ}, {"==", 2, F_EQ}, {"=/=", 2, F_EXNE}, {"/=", 2, F_NE},
+    {"tuple_size", 1, F_TUPLE_SIZE}, {"min", 2, F_MIN}, {"max", 2, F_MAX},
+    {"ceil", 1, F_CEIL}, {"floor", 1, F_FLOOR}, {"is_function", 2, F_IS_FUNCTION2},
+    {"is_bitstring", 1, F_IS_BITSTRING},
 };
+
+/* Functions a match spec may call only from that release on. */
+static int fn_release(fn_t fn)
+{
+    return fn >= F_TUPLE_SIZE && fn <= F_IS_BITSTRING ? 27 : 0;
+}
 
 typedef struct mnode {
     nkind_t kind;
@@ -618,7 +629,8 @@ static const struct fndef *fn_lookup(mv_t atom, int nargs)
     for (size_t i = 0; i < sizeof(fntab) / sizeof(fntab[0]); i++) {
         const struct fndef *f = &fntab[i];
         if (strlen(f->name) == n && memcmp(f->name, name, n) == 0 &&
-            (f->arity == nargs || (f->arity < 0 && nargs >= 1)))
+            (f->arity == nargs || (f->arity < 0 && nargs >= 1)) &&
+            fn_release(f->fn) <= term_otp_release())
             return f;
     }
     return NULL;
@@ -988,6 +1000,10 @@ int match_bound_keys(match_spec_t *ms, unsigned keypos, const char **keys,
             off += skip(h.p + off, h.len - off);
         size_t klen = skip(h.p + off, h.len - off);
         if (!klen || has_vars(h.p + off, klen, 0) || *n == max)
+            return 0;
+        /* OTP 27 scans when the key holds a map, which then matches as a
+         * sub-map pattern (checked on 25, 27 and 29) */
+        if (term_otp_release() >= 27 && has_pattern_parts(h.p + off, klen, 0))
             return 0;
         keys[*n] = (const char *)h.p + off;
         lens[*n] = klen;
@@ -1561,8 +1577,7 @@ static int float_value(match_spec_t *ms, double f, mv_t *out)
 {
     if (!isfinite(f))
         return EXC;   /* badarith */
-    if (f == 0.0)
-        f = 0.0;      /* -0.0 is canonical 0.0 */
+    f = term_canon_double(f);   /* -0.0 before OTP 27 is canonical 0.0 */
     unsigned char *p = ralloc(ms, 9);
     if (!p)
         return -ENOMEM;
@@ -2171,6 +2186,47 @@ static int eval_call(match_spec_t *ms, const mnode_t *nd, mv_t *out)
             return EXC;
         return int_value(ms, (int64_t)n, out);
     }
+    case F_TUPLE_SIZE:
+        if (!tuple_hdr(a[0], &arity, &off))
+            return EXC;
+        return int_value(ms, arity, out);
+    case F_MIN:   /* erlang:min/2: the first when they compare equal */
+        *out = term_compare(a[0].p, a[0].len, a[1].p, a[1].len) > 0 ? a[1] : a[0];
+        return 0;
+    case F_MAX:   /* erlang:max/2: the first when they compare equal */
+        *out = term_compare(a[0].p, a[0].len, a[1].p, a[1].len) < 0 ? a[1] : a[0];
+        return 0;
+    case F_CEIL:
+    case F_FLOOR:
+        if (!num_get(a[0], &x))
+            return EXC;
+        if (x.kind != N_FLOAT) {
+            *out = a[0];
+            return 0;
+        }
+        return float_to_int(ms, fn == F_CEIL ? ceil(x.f) : floor(x.f), out);
+    case F_IS_FUNCTION2: {
+        int64_t want;
+        if (num_get(a[1], &x) != N_INT || x.i < 0)
+            return EXC;
+        want = x.i;
+        if (a[0].p[0] == STORE_TAG_NEW_FUN && a[0].len >= 6) {
+            *out = mv_bool(a[0].p[5] == want);
+        } else if (a[0].p[0] == STORE_TAG_EXPORT) {
+            /* module atom, function atom, arity as a small integer */
+            size_t o = 1;
+            o += skip(a[0].p + o, a[0].len - o);
+            o += skip(a[0].p + o, a[0].len - o);
+            *out = mv_bool(o + 2 <= a[0].len && a[0].p[o] == STORE_TAG_SMALL_INT &&
+                           a[0].p[o + 1] == want);
+        } else {
+            *out = mv_bool(0);
+        }
+        return 0;
+    }
+    case F_IS_BITSTRING:
+        *out = mv_bool(a[0].p[0] == STORE_TAG_BINARY || a[0].p[0] == STORE_TAG_BIT_BINARY);
+        return 0;
     case F_SIZE:
         if (tuple_hdr(a[0], &arity, &off))
             return int_value(ms, arity, out);

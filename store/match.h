@@ -38,8 +38,9 @@ int match_run(match_spec_t *ms, const void *obj, size_t len, term_buf_t *out,
               int *is_true);
 
 /* ETS does not scan when every clause's head is a tuple whose key element
- * holds no '_' or '$N': it looks those keys up (so a map there matches by
- * =:=, not as a sub-map pattern). Returns 1 and sets keys/lens (canonical,
+ * holds no '_' or '$N': it looks those keys up. Before OTP 27 this holds
+ * for keys with maps too (a map there matches by =:=, not as a sub-map
+ * pattern); from OTP 27 such a key is scanned for. Returns 1 and sets keys/lens (canonical,
  * valid while ms lives; at most max, *n of them, possibly repeated) if
  * that is the case, 0 if the table must be scanned. */
 int match_bound_keys(match_spec_t *ms, unsigned keypos, const char **keys,

@@ -801,6 +801,99 @@ int store_table_foreach(store_table_t *t, store_object_cb cb, void *arg)
     return 0;
 }
 
+/* ---- Another release's canonical form ---------------------------------- */
+
+/* Changed objects of one table, gathered before any is touched (a change
+ * moves objects between slots): per object the old key and the new object,
+ * each as a 4-byte length and its bytes. */
+typedef struct recanon {
+    unsigned keypos;
+    term_buf_t tmp;
+    term_buf_t todo;
+    size_t n;
+} recanon_t;
+
+static void put_rec(term_buf_t *b, const void *p, size_t len)
+{
+    uint32_t n = (uint32_t)len;
+    term_buf_append(b, &n, sizeof n);
+    term_buf_append(b, p, len);
+}
+
+static const char *get_rec(const char **p, size_t *len)
+{
+    uint32_t n;
+    memcpy(&n, *p, sizeof n);
+    const char *r = *p + sizeof n;
+    *p = r + n;
+    *len = n;
+    return r;
+}
+
+static int recanon_obj_cb(void *arg, const void *obj, size_t len)
+{
+    recanon_t *r = arg;
+    const char *key, *c;
+    size_t klen, clen;
+    int rc;
+    term_buf_reset(&r->tmp);
+    /* store_canon's fast path (a tuple of integers, binaries and ASCII
+     * atoms, as seed users are) hands back obj itself: nothing in it
+     * depends on the release. */
+    if ((rc = store_canon(obj, len, &r->tmp, &c, &clen)) < 0)
+        return rc;
+    if (c == obj || (clen == len && memcmp(c, obj, len) == 0))
+        return 0;
+    if ((rc = store_obj_key(obj, len, r->keypos, &key, &klen)) < 0)
+        return rc;
+    put_rec(&r->todo, key, klen);
+    put_rec(&r->todo, c, clen);
+    r->n++;
+    return r->todo.err;
+}
+
+static int recanon_table_cb(void *arg, store_table_t *t)
+{
+    recanon_t *r = arg;
+    const char *p, *end, *okey, *nobj, *nkey, *cur;
+    size_t oklen, nlen, nklen, curlen;
+    int rc;
+    term_buf_reset(&r->todo);
+    r->keypos = t->keypos;
+    if ((rc = store_table_foreach(t, recanon_obj_cb, r)) < 0)
+        return rc;
+    p = r->todo.data;
+    end = p + r->todo.len;
+    while (p < end) {
+        okey = get_rec(&p, &oklen);
+        nobj = get_rec(&p, &nlen);
+        if ((rc = store_table_remove(t, okey, oklen)) < 0 && rc != -ENOENT)
+            return rc;
+        if ((rc = store_obj_key(nobj, nlen, t->keypos, &nkey, &nklen)) < 0)
+            return rc;
+        /* Keys that became equal (0.0 and -0.0 before OTP 27): the object
+         * already under the new key stays. */
+        if (store_table_get(t, nkey, nklen, &cur, &curlen))
+            continue;
+        if ((rc = store_table_put(t, nobj, nlen)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int store_recanon(store_t *s, size_t *changed)
+{
+    recanon_t r = {0};
+    term_buf_init(&r.tmp);
+    term_buf_init(&r.todo);
+    int rc = store_foreach_table(s, recanon_table_cb, &r);
+    term_buf_release(&r.tmp);
+    term_buf_release(&r.todo);
+    if (changed)
+        *changed = r.n;
+    return rc;
+}
+
 /* ---- Canonical input ---------------------------------------------------- */
 
 /* Whether the scalar at p is already in canonical form; *used gets its

@@ -93,6 +93,17 @@ int store_encode_begin(store_table_t *t, term_buf_t *out, store_encode_t **curso
 int store_encode_step(store_encode_t *e, size_t max_objects, term_buf_t *out);
 void store_encode_free(store_encode_t *e);
 
+/* Canonicalizes every object of s again, under the OTP release term/
+ * follows now (term_set_otp_release(); call this after a change for which
+ * term_otp_canon_same() is 0). Objects whose bytes change are stored again,
+ * journaled. Keys that become equal (0.0 and -0.0, going back before OTP
+ * 27): the object already under the new key stays and the other is
+ * deleted. *changed (may be NULL) gets the number of objects whose bytes
+ * changed. One pass over every object (validation only for those that do
+ * not change). 0, or a negative errno (-ENOMEM, or a journal error: the
+ * objects handled so far stay handled). */
+int store_recanon(store_t *s, size_t *changed);
+
 /* Runs ets:Fun(Args...) on s, as a BEAM node would: args is the encoded
  * argument list. On 0, the result term is appended to out. -EINVAL: the call
  * raised error:badarg. -ENOENT: ets has no such function/arity (the caller

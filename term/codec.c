@@ -744,7 +744,7 @@ static void put_id_fields(term_buf_t *b, const term_hdr_t *h)
         }
         break;
     case TERM_T_PORT:
-        if (h->u.id.id > UINT32_MAX) {
+        if (term_int_v4_ports() || h->u.id.id > UINT32_MAX) {
             if ((d = buf_room(b, 12))) {
                 wr32(d, (uint32_t)(h->u.id.id >> 32));
                 wr32(d + 4, (uint32_t)h->u.id.id);
@@ -780,8 +780,9 @@ static void put_ref_words(term_buf_t *b, const term_atom_t *node, const term_ref
     }
 }
 
-/* Pids, ports and refs in their OTP 25 forms: NEW_PID_EXT, NEW_PORT_EXT
- * (V4_PORT_EXT past 32 bits), NEWER_REFERENCE_EXT. */
+/* Pids, ports and refs as term_to_binary writes them: NEW_PID_EXT,
+ * NEWER_REFERENCE_EXT, and V4_PORT_EXT from OTP 26 (before, NEW_PORT_EXT
+ * below 2^32). */
 static void put_id(term_buf_t *b, const term_hdr_t *h)
 {
     uint8_t *d;
@@ -792,8 +793,10 @@ static void put_id(term_buf_t *b, const term_hdr_t *h)
         put_id_fields(b, h);
         break;
     case TERM_T_PORT:
+        term_int_count_release_term();
         if ((d = buf_room(b, 1)))
-            d[0] = h->u.id.id > UINT32_MAX ? TERM_TAG_V4_PORT : TERM_TAG_NEW_PORT;
+            d[0] = term_int_v4_ports() || h->u.id.id > UINT32_MAX ? TERM_TAG_V4_PORT
+                                                                 : TERM_TAG_NEW_PORT;
         put_id_fields(b, h);
         break;
     default: {
@@ -808,6 +811,22 @@ static void put_id(term_buf_t *b, const term_hdr_t *h)
     }
 }
 
+
+/* Map key order of two canonical keys. Canonical atoms of up to 255 bytes
+ * are SMALL_ATOM_UTF8, and atoms sort by code points, which is their UTF-8
+ * byte order: atom keys (the maps OTP 26 and later send out of term order)
+ * skip the decoder. */
+static int key_cmp(const uint8_t *ka, size_t kalen, const uint8_t *kb, size_t kblen)
+{
+    if (ka[0] == TERM_TAG_SMALL_ATOM_UTF8 && kb[0] == TERM_TAG_SMALL_ATOM_UTF8) {
+        size_t la = ka[1], lb = kb[1];
+        int c = memcmp(ka + 2, kb + 2, la < lb ? la : lb);
+        if (c)
+            return c < 0 ? -1 : 1;
+        return (la > lb) - (la < lb);
+    }
+    return term_int_cmp_exact(ka, kalen, kb, kblen);
+}
 
 /* ---- Already canonical? ------------------------------------------------- */
 
@@ -847,7 +866,10 @@ static int leaf_canonical(const uint8_t *p, const term_hdr_t *h)
         /* LARGE_BIG: only past 255 bytes, minimal */
         return h->u.i.mag && term_be32(p + 1) > 255 && p[5] <= 1 && h->u.i.mlen == term_be32(p + 1);
     case TERM_T_FLOAT:
-        return h->tag == TERM_TAG_NEW_FLOAT && !(p[1] == 0x80 && term_be64(p + 1) == 0x8000000000000000ull);
+        if (term_be64(p + 1) != 0x8000000000000000ull)
+            return h->tag == TERM_TAG_NEW_FLOAT;
+        term_int_count_release_term();
+        return h->tag == TERM_TAG_NEW_FLOAT && term_int_zeros_distinct();
     case TERM_T_ATOM:
         return atom_canonical(&h->u.atom);
     case TERM_T_BINARY:
@@ -861,8 +883,10 @@ static int leaf_canonical(const uint8_t *p, const term_hdr_t *h)
     case TERM_T_PID:
         return h->tag == TERM_TAG_NEW_PID && atom_canonical(&h->u.id.node);
     case TERM_T_PORT:
-        return (h->tag == TERM_TAG_NEW_PORT || (h->tag == TERM_TAG_V4_PORT && h->u.id.id > UINT32_MAX)) &&
-               atom_canonical(&h->u.id.node);
+        term_int_count_release_term();
+        if (term_int_v4_ports() || h->u.id.id > UINT32_MAX)
+            return h->tag == TERM_TAG_V4_PORT && atom_canonical(&h->u.id.node);
+        return h->tag == TERM_TAG_NEW_PORT && atom_canonical(&h->u.id.node);
     case TERM_T_REF:
         return h->tag == TERM_TAG_NEWER_REFERENCE && atom_canonical(&h->u.id.node);
     default:
@@ -976,7 +1000,7 @@ static int check_term(const uint8_t *p, const uint8_t *end, int depth, const uin
             const uint8_t *k = q;
             if (check_term(q, end, depth + 1, &q) != 1)
                 return 0;
-            if (pk && term_int_cmp_exact(pk, pklen, k, (size_t)(q - k)) >= 0)
+            if (pk && key_cmp(pk, pklen, k, (size_t)(q - k)) >= 0)
                 return 0;
             pk = k;
             pklen = (size_t)(q - k);
@@ -1132,7 +1156,23 @@ static int pair_cmp(const void *a, const void *b, void *ctx)
 {
     const map_pair_t *x = a, *y = b;
     const uint8_t *base = ctx;
-    return term_int_cmp_exact(base + x->koff, x->klen, base + y->koff, y->klen);
+    return key_cmp(base + x->koff, x->klen, base + y->koff, y->klen);
+}
+
+/* Small maps (most of them) sort in place: insertion sort, no qsort_r. */
+static void pairs_sort(map_pair_t *pairs, uint64_t n, const uint8_t *base)
+{
+    if (n > 16) {
+        qsort_r(pairs, n, sizeof *pairs, pair_cmp, (void *)base);
+        return;
+    }
+    for (uint64_t i = 1; i < n; i++) {
+        map_pair_t t = pairs[i];
+        uint64_t j = i;
+        for (; j > 0 && pair_cmp(&pairs[j - 1], &t, (void *)base) > 0; j--)
+            pairs[j] = pairs[j - 1];
+        pairs[j] = t;
+    }
 }
 
 /* Maps: pairs in key order as BEAM's flatmaps keep them (integers before
@@ -1151,7 +1191,10 @@ static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth
         *next = p;
         return 0;
     }
-    map_pair_t *pairs = mem_alloc(n * sizeof *pairs);
+    /* small maps keep their pairs and the copy below on the stack */
+    map_pair_t pairs_small[16];
+    uint8_t copy_small[512];
+    map_pair_t *pairs = n <= 16 ? pairs_small : mem_alloc(n * sizeof *pairs);
     if (!pairs)
         return -ENOMEM;
     size_t region = out->len;
@@ -1180,7 +1223,7 @@ static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth
         }
     }
     if (!sorted) {
-        qsort_r(pairs, n, sizeof *pairs, pair_cmp, out->data);
+        pairs_sort(pairs, n, (const uint8_t *)out->data);
         for (uint64_t i = 1; i < n; i++) {
             if (pair_cmp(&pairs[i - 1], &pairs[i], out->data) == 0) {
                 rc = -EPROTO;
@@ -1188,7 +1231,7 @@ static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth
             }
         }
         size_t rlen = out->len - region;
-        uint8_t *copy = mem_alloc(rlen);
+        uint8_t *copy = rlen <= sizeof copy_small ? copy_small : mem_alloc(rlen);
         if (!copy) {
             rc = -ENOMEM;
             goto out;
@@ -1200,11 +1243,13 @@ static int canon_map(const uint8_t *p, const uint8_t *end, uint64_t n, int depth
             memcpy(w, copy + (pairs[i].koff - region), kv);
             w += kv;
         }
-        mem_free(copy);
+        if (copy != copy_small)
+            mem_free(copy);
     }
     *next = p;
 out:
-    mem_free(pairs);
+    if (pairs != pairs_small)
+        mem_free(pairs);
     return rc;
 }
 
@@ -1602,9 +1647,7 @@ void term_put_double(term_buf_t *b, double v)
         b->err = -EINVAL;
         return;
     }
-    /* OTP 25: 0.0 =:= -0.0, so both are written as 0.0 */
-    if (v == 0)
-        v = 0.0;
+    v = term_canon_double(v);
     memcpy(&bits, &v, sizeof bits);
     if ((d = buf_room(b, 9))) {
         d[0] = TERM_TAG_NEW_FLOAT;

@@ -121,8 +121,12 @@ static int cmp_num(const term_hdr_t *a, const term_hdr_t *b, int exact)
 {
     if (a->type == TERM_T_INTEGER && b->type == TERM_T_INTEGER)
         return cmp_int(a, b);
-    if (a->type == TERM_T_FLOAT && b->type == TERM_T_FLOAT)
+    if (a->type == TERM_T_FLOAT && b->type == TERM_T_FLOAT) {
+        /* OTP 27: -0.0 =/= 0.0, and map key order puts -0.0 first */
+        if (exact && a->u.f == 0 && b->u.f == 0 && term_int_zeros_distinct())
+            return !!signbit(b->u.f) - !!signbit(a->u.f);
         return (a->u.f > b->u.f) - (a->u.f < b->u.f);
+    }
     /* Map key order (and =:=): integers sort before all floats. */
     if (exact)
         return a->type == TERM_T_INTEGER ? -1 : 1;

@@ -43,22 +43,58 @@ void term_buf_append(term_buf_t *b, const void *p, size_t n);
 /* Hands the data to the caller (free it with mem_free()) and empties b. */
 char *term_buf_detach(term_buf_t *b, size_t *len);
 
+/* ---- Semantics of an OTP release --------------------------------------- */
+
+/* OTP releases disagree on a few terms, and term/ follows one of them,
+ * process-wide (the cluster's: etsd learns it from its peers):
+ *   - OTP 27 and later: 0.0 and -0.0 are two terms. They are ==, sort as
+ *     equal and have the same phash2, but they are not =:=: distinct map
+ *     keys, ETS keys and match spec literals, and in exact order (map keys)
+ *     -0.0 comes first. Earlier: they are =:=, and the canonical form writes
+ *     every -0.0 as 0.0.
+ *   - OTP 26 and later write every port as V4_PORT_EXT; earlier releases
+ *     use NEW_PORT_EXT below 2^32.
+ * So canonical bytes made under one release may not be canonical under
+ * another (term_otp_canon_same() says when they are): whoever keeps
+ * canonical bytes (the store) canonicalizes them again after a change.
+ * The default, TERM_OTP_DEFAULT, is the newest semantics, which loses
+ * nothing (-0.0 stays -0.0). */
+#define TERM_OTP_MIN     25
+#define TERM_OTP_MAX     99
+#define TERM_OTP_DEFAULT 27
+
+/* Follows release from now on; -EINVAL outside TERM_OTP_MIN..TERM_OTP_MAX. */
+int term_set_otp_release(int release);
+/* The release followed. */
+int term_otp_release(void);
+/* 1 when releases a and b give every term the same canonical bytes. */
+int term_otp_canon_same(int a, int b);
+/* v as the canonical form writes it under the release followed (0.0 for
+ * -0.0 before OTP 27). */
+double term_canon_double(double v);
+/* How many -0.0 floats and ports term/ has canonicalized or validated since
+ * the process started. While it is 0, no canonical bytes made so far
+ * depend on the release, so none need canonicalizing again. */
+uint64_t term_release_terms_seen(void);
+
 /* ---- Canonical encoding ---------------------------------------------- */
 
 /* The canonical encoding is one byte string per term under =:=. It is what
- * term_to_binary(T, [{minor_version, 2}]) on OTP 25 produces (without the
- * version byte), except that:
+ * term_to_binary(T, [{minor_version, 2}]) on the release followed (above)
+ * produces (without the version byte), except that:
  *   - map pairs are always in key term order (BEAM writes maps over 32 keys
- *     in hash order);
- *   - -0.0 is written as 0.0 (they are =:= on OTP 25);
+ *     in hash order, and from OTP 26 small maps of atom keys in atom table
+ *     order);
+ *   - before OTP 27, -0.0 is written as 0.0 (they are =:= there);
  *   - never compressed.
  * So: canonical bytes equal <=> terms =:=, and canonical bytes are valid
  * ETF that any BEAM decodes. Two OTP 25 corners, both checked on BEAM:
  *   - a ref keeps its words as sent: [1] and [1,0,0] are =:= (and
  *     term_compare() says 0), but BEAM hashes them apart, so a map may hold
  *     both as keys; their canonical bytes differ, as in term_to_binary;
- *   - a map over 32 keys may hold both 0.0 and -0.0 (hashed apart); its
- *     canonical form would repeat a key, so term_canon refuses it (-EPROTO).
+ *   - a map over 32 keys may hold both 0.0 and -0.0 (hashed apart); before
+ *     OTP 27 its canonical form would repeat a key, so term_canon refuses
+ *     it (-EPROTO).
  * Limits: nesting TERM_MAX_DEPTH; a compressed term may inflate to 1 GiB
  * (-E2BIG beyond), and must inflate to exactly its declared size. */
 

@@ -4,6 +4,7 @@
 #ifndef ETSD_TERM_INT_H
 #define ETSD_TERM_INT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -126,6 +127,27 @@ size_t term_int_atom_utf8(const term_atom_t *a, uint8_t *out);
 size_t term_int_utf8_decode(const unsigned char *p, size_t n, uint32_t *c);
 /* Encodes the code point c (at most U+10FFFF) into u; returns the length. */
 size_t term_int_utf8_encode(uint32_t c, char u[4]);
+
+/* The release term/ follows (release.c). OTP 27 made 0.0 and -0.0 two
+ * terms (=/=, -0.0 first in exact order); OTP 26 writes every port as
+ * V4_PORT_EXT. */
+extern _Atomic int term_int_otp;
+/* -0.0 floats and ports canonicalized or validated (term_release_terms_seen).
+ * Atomic, relaxed: the loop sets the release, and term/ may run on the
+ * libuv thread pool too. */
+extern _Atomic uint64_t term_int_release_terms;
+static inline void term_int_count_release_term(void)
+{
+    atomic_fetch_add_explicit(&term_int_release_terms, 1, memory_order_relaxed);
+}
+static inline int term_int_zeros_distinct(void)
+{
+    return atomic_load_explicit(&term_int_otp, memory_order_relaxed) >= 27;
+}
+static inline int term_int_v4_ports(void)
+{
+    return atomic_load_explicit(&term_int_otp, memory_order_relaxed) >= 26;
+}
 
 /* Exact term order (=:= is 0), as BEAM orders map keys: integers sort
  * before floats. Both must be valid; used to sort canonical map keys. */

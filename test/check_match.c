@@ -244,10 +244,73 @@ START_TEST(compile_and_run_alloc_failure_return_enomem)
 }
 END_TEST
 
+/* The rows above are OTP 25's behaviour; OTP 27's differences follow. */
+static void otp25_setup(void)
+{
+    ck_assert_int_eq(term_set_otp_release(25), 0);
+}
+
+static void otp27_setup(void)
+{
+    ck_assert_int_eq(term_set_otp_release(27), 0);
+}
+
+static void release_teardown(void)
+{
+    term_set_otp_release(TERM_OTP_DEFAULT);
+}
+
+/* OTP 27 scans for a key holding a map: ets:match(T, {#{1 => 1}, '$1'})
+ * finds {#{1 => 1, 2 => 2}, v} there and nothing on OTP 25 (checked). */
+START_TEST(bound_key_with_map_otp27_is_scanned)
+{
+    const char *keys[4];
+    size_t lens[4], n;
+    match_spec_t *ms;
+    term_buf_t a = parse("[{{{a, #{a => 1}}, '$1'}, [], ['$1']}]");
+    term_buf_t b = parse("[{{{a, 1}, '$1'}, [], ['$1']}]");
+    ck_assert_int_eq(match_compile(a.data, a.len, &ms), 0);
+    ck_assert_int_eq(match_bound_keys(ms, 1, keys, lens, 4, &n), 0);
+    match_free(ms);
+    ck_assert_int_eq(match_compile(b.data, b.len, &ms), 0);
+    ck_assert_int_eq(match_bound_keys(ms, 1, keys, lens, 4, &n), 1);
+    ck_assert_uint_eq(n, 1);
+    match_free(ms);
+    term_buf_release(&a);
+    term_buf_release(&b);
+}
+END_TEST
+
+/* From OTP 27 these compile (ets:match_spec_compile/1 on 27 and 29). */
+static const struct {
+    const char *id, *spec;
+} OTP27_ROWS[] = {
+    {"tuple_size", "[{'_', [], [{tuple_size, {{}}}]}]"},
+    {"min", "[{'_', [], [{min, 1, 2}]}]"},
+    {"max", "[{'_', [], [{max, 1, 2}]}]"},
+    {"ceil", "[{'_', [], [{ceil, 1.5}]}]"},
+    {"floor", "[{'_', [], [{floor, 1.5}]}]"},
+    {"is_function_2", "[{'_', [{is_function, '$_', 1}], [true]}]"},
+    {"is_bitstring", "[{'_', [{is_bitstring, '$_'}], [true]}]"},
+};
+
+START_TEST(compile_otp27_function_succeeds_only_from_otp27)
+{
+    term_buf_t spec = parse(OTP27_ROWS[_i].spec);
+    match_spec_t *ms = NULL;
+    ck_assert_msg(match_compile(spec.data, spec.len, &ms) == 0, "%s", OTP27_ROWS[_i].id);
+    match_free(ms);
+    ck_assert_int_eq(term_set_otp_release(25), 0);
+    ck_assert_int_eq(match_compile(spec.data, spec.len, &ms), -EINVAL);
+    term_buf_release(&spec);
+}
+END_TEST
+
 Suite *match_suite(void)
 {
     Suite *su = suite_create("match");
     TCase *tc = tcase_create("run");
+    tcase_add_checked_fixture(tc, otp25_setup, release_teardown);
     tcase_add_loop_test(tc, run_row, 0, sizeof(RUN_ROWS) / sizeof(RUN_ROWS[0]));
     tcase_add_test(tc, pattern_bindings_and_object);
     tcase_add_test(tc, bound_key_detected_only_without_vars);
@@ -255,7 +318,15 @@ Suite *match_suite(void)
     suite_add_tcase(su, tc);
 
     tc = tcase_create("compile");
+    tcase_add_checked_fixture(tc, otp25_setup, release_teardown);
     tcase_add_loop_test(tc, compile_bad_returns_einval, 0, sizeof(BAD_ROWS) / sizeof(BAD_ROWS[0]));
+    suite_add_tcase(su, tc);
+
+    tc = tcase_create("otp27");
+    tcase_add_checked_fixture(tc, otp27_setup, release_teardown);
+    tcase_add_test(tc, bound_key_with_map_otp27_is_scanned);
+    tcase_add_loop_test(tc, compile_otp27_function_succeeds_only_from_otp27, 0,
+                        sizeof(OTP27_ROWS) / sizeof(OTP27_ROWS[0]));
     suite_add_tcase(su, tc);
 
     tc = tcase_create("alloc_failure");

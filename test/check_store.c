@@ -111,7 +111,6 @@ static const struct key_row {
     {"map_order_irrelevant", "{#{a => 1, b => 2},m}", "#{b => 2, a => 1}", "{#{a => 1, b => 2},m}"},
     {"bignum_key", "{123456789012345678901234567890,big}", "123456789012345678901234567890",
      "{123456789012345678901234567890,big}"},
-    {"negative_zero_is_zero", "{-0.0,z}", "0.0", "{0.0,z}"},
     {"tuple_key", "{{a,1,\"x\"},t}", "{a,1,\"x\"}", "{{a,1,\"x\"},t}"},
     {"improper_list_key", "{[1|2],l}", "[1|2]", "{[1|2],l}"},
 };
@@ -430,6 +429,84 @@ START_TEST(new_alloc_failure_returns_enomem)
 }
 END_TEST
 
+/* ---- 0.0 and -0.0, ports: per OTP release (term.h) ----------------------- */
+
+static void release_teardown(void)
+{
+    teardown();
+    term_set_otp_release(TERM_OTP_DEFAULT);
+}
+
+/* OTP 25: a set holds one of them (ETS keeps the object written last;
+ * etsd writes -0.0 as 0.0 in it). */
+START_TEST(lookup_minus_zero_otp25_finds_zero)
+{
+    ck_assert_int_eq(term_set_otp_release(25), 0);
+    ck_assert_int_eq(insert_text(t, "{-0.0,z}"), 0);
+    assert_lookup(t, "0.0", "{0.0,z}");
+    assert_lookup(t, "-0.0", "{0.0,z}");
+    ck_assert_uint_eq(store_table_size(t), 1);
+}
+END_TEST
+
+/* OTP 27: two keys, each object kept bit for bit. */
+START_TEST(lookup_minus_zero_otp27_is_another_key)
+{
+    ck_assert_int_eq(term_set_otp_release(27), 0);
+    ck_assert_int_eq(insert_text(t, "{-0.0,z}"), 0);
+    assert_lookup(t, "0.0", NULL);
+    assert_lookup(t, "-0.0", "{-0.0,z}");
+    ck_assert_int_eq(insert_text(t, "{0.0,p}"), 0);
+    assert_lookup(t, "0.0", "{0.0,p}");
+    ck_assert_uint_eq(store_table_size(t), 2);
+}
+END_TEST
+
+/* Back to OTP 25 semantics: the object under 0.0 stays, the one under -0.0
+ * goes, and -0.0 inside other objects becomes 0.0. */
+START_TEST(recanon_to_otp25_merges_zero_keys)
+{
+    size_t changed = 0;
+    ck_assert_int_eq(term_set_otp_release(27), 0);
+    ck_assert_int_eq(insert_text(t, "{-0.0,neg}"), 0);
+    ck_assert_int_eq(insert_text(t, "{0.0,pos}"), 0);
+    ck_assert_int_eq(insert_text(t, "{k,[-0.0]}"), 0);
+    ck_assert_int_eq(insert_text(t, "{j,1.5}"), 0);
+    ck_assert_int_eq(term_set_otp_release(25), 0);
+    ck_assert_int_eq(store_recanon(s, &changed), 0);
+    ck_assert_uint_eq(changed, 2);
+    ck_assert_uint_eq(store_table_size(t), 3);
+    assert_lookup(t, "0.0", "{0.0,pos}");
+    assert_lookup(t, "k", "{k,[0.0]}");
+    assert_lookup(t, "j", "{j,1.5}");
+}
+END_TEST
+
+/* {Port, x} with Port as NEW_PORT_EXT (a@h, id 7, creation 3), as OTP 25
+ * writes it; OTP 26 and later write V4_PORT_EXT. */
+static const unsigned char port_obj25[] = {104, 2, 89, 119, 3, 'a', '@', 'h', 0, 0, 0, 7,
+                                           0, 0, 0, 3, 119, 1, 'x'};
+
+START_TEST(recanon_to_otp27_rewrites_ports)
+{
+    size_t changed = 0;
+    term_buf_t out;
+    term_buf_init(&out);
+    ck_assert_int_eq(term_set_otp_release(25), 0);
+    ck_assert_int_eq(store_insert(t, port_obj25, sizeof port_obj25), 0);
+    ck_assert_int_eq(term_set_otp_release(27), 0);
+    ck_assert_int_eq(store_recanon(s, &changed), 0);
+    ck_assert_uint_eq(changed, 1);
+    ck_assert_int_eq(store_lookup(t, port_obj25 + 2, sizeof port_obj25 - 5, &out), 0);
+    ck_assert_uint_eq(out.len, sizeof port_obj25 + 4);
+    ck_assert_int_eq((unsigned char)out.data[2], 120);
+    /* nothing left to change */
+    ck_assert_int_eq(store_recanon(s, &changed), 0);
+    ck_assert_uint_eq(changed, 0);
+    term_buf_release(&out);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *su = suite_create("store");
@@ -446,6 +523,14 @@ Suite *store_suite(void)
     tcase_add_loop_test(tc, lookup_compares_keys_exactly, 0, sizeof(KEY_ROWS) / sizeof(KEY_ROWS[0]));
     tcase_add_test(tc, lookup_accepts_non_canonical_key_encoding);
     tcase_add_test(tc, insert_non_canonical_object_stores_canonical);
+    suite_add_tcase(su, tc);
+
+    tc = tcase_create("otp_release");
+    tcase_add_checked_fixture(tc, setup, release_teardown);
+    tcase_add_test(tc, lookup_minus_zero_otp25_finds_zero);
+    tcase_add_test(tc, lookup_minus_zero_otp27_is_another_key);
+    tcase_add_test(tc, recanon_to_otp25_merges_zero_keys);
+    tcase_add_test(tc, recanon_to_otp27_rewrites_ports);
     suite_add_tcase(su, tc);
 
     tc = tcase_create("insert");

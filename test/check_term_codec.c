@@ -775,10 +775,163 @@ START_TEST(reader_gets_numbers_pid_ref)
 }
 END_TEST
 
+/* ---- OTP 27 and later ----------------------------------------------------- */
+
+/* The vectors above are OTP 25's; their tests run under its semantics. */
+static void otp25_setup(void)
+{
+    ck_assert_int_eq(term_set_otp_release(25), 0);
+}
+
+static void otp27_setup(void)
+{
+    ck_assert_int_eq(term_set_otp_release(27), 0);
+}
+
+static void release_teardown(void)
+{
+    term_set_otp_release(TERM_OTP_DEFAULT);
+}
+
+/* Written by test/vectors/gen_otp27_vectors.erl: term_to_binary(T) on a
+ * real OTP 27 node (rows "otp29 ...": on OTP 29, which writes the atom-keyed
+ * maps in yet another order), and the canonical form: term_to_binary of
+ * every leaf with map pairs in BEAM's exact key order. OTP 29 gives the
+ * same canonical bytes for every row. */
+static const vec_t vecs27[] = {
+    {"minus_zero", "\x83\x46\x80\x00\x00\x00\x00\x00\x00\x00", 10, "\x46\x80\x00\x00\x00\x00\x00\x00\x00", 9},
+    {"zero", "\x83\x46\x00\x00\x00\x00\x00\x00\x00\x00", 10, "\x46\x00\x00\x00\x00\x00\x00\x00\x00", 9},
+    {"map_both_zeros", "\x83\x74\x00\x00\x00\x02\x46\x80\x00\x00\x00\x00\x00\x00\x00\x77\x01\x62\x46\x00\x00\x00\x00\x00\x00\x00\x00\x77\x01\x61", 30, "\x74\x00\x00\x00\x02\x46\x80\x00\x00\x00\x00\x00\x00\x00\x77\x01\x62\x46\x00\x00\x00\x00\x00\x00\x00\x00\x77\x01\x61", 29},
+    {"tuple_minus_zero_key", "\x83\x68\x02\x46\x80\x00\x00\x00\x00\x00\x00\x00\x77\x03\x6e\x65\x67", 17, "\x68\x02\x46\x80\x00\x00\x00\x00\x00\x00\x00\x77\x03\x6e\x65\x67", 16},
+    {"port", "\x83\x78\x77\x03\x61\x40\x68\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x03", 19, "\x78\x77\x03\x61\x40\x68\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x03", 18},
+    {"atom_map_5", "\x83\x74\x00\x00\x00\x05\x77\x01\x63\x61\x03\x77\x01\x61\x61\x02\x77\x01\x62\x61\x01\x77\x02\x61\x61\x61\x05\x77\x02\x7a\x7a\x61\x04", 33, "\x74\x00\x00\x00\x05\x77\x01\x61\x61\x02\x77\x02\x61\x61\x61\x05\x77\x01\x62\x61\x01\x77\x01\x63\x61\x03\x77\x02\x7a\x7a\x61\x04", 32},
+    {"atom_map_26", "\x83\x74\x00\x00\x00\x1a\x77\x01\x63\x61\x63\x77\x01\x70\x61\x70\x77\x01\x69\x61\x69\x77\x01\x61\x61\x61\x77\x01\x76\x61\x76\x77\x01\x6b\x61\x6b\x77\x01\x71\x61\x71\x77\x01\x6d\x61\x6d\x77\x01\x66\x61\x66\x77\x01\x62\x61\x62\x77\x01\x73\x61\x73\x77\x01\x68\x61\x68\x77\x01\x72\x61\x72\x77\x01\x6a\x61\x6a\x77\x01\x77\x61\x77\x77\x01\x64\x61\x64\x77\x01\x6c\x61\x6c\x77\x01\x79\x61\x79\x77\x01\x7a\x61\x7a\x77\x01\x78\x61\x78\x77\x01\x75\x61\x75\x77\x01\x74\x61\x74\x77\x01\x6f\x61\x6f\x77\x01\x6e\x61\x6e\x77\x01\x67\x61\x67\x77\x01\x65\x61\x65", 136, "\x74\x00\x00\x00\x1a\x77\x01\x61\x61\x61\x77\x01\x62\x61\x62\x77\x01\x63\x61\x63\x77\x01\x64\x61\x64\x77\x01\x65\x61\x65\x77\x01\x66\x61\x66\x77\x01\x67\x61\x67\x77\x01\x68\x61\x68\x77\x01\x69\x61\x69\x77\x01\x6a\x61\x6a\x77\x01\x6b\x61\x6b\x77\x01\x6c\x61\x6c\x77\x01\x6d\x61\x6d\x77\x01\x6e\x61\x6e\x77\x01\x6f\x61\x6f\x77\x01\x70\x61\x70\x77\x01\x71\x61\x71\x77\x01\x72\x61\x72\x77\x01\x73\x61\x73\x77\x01\x74\x61\x74\x77\x01\x75\x61\x75\x77\x01\x76\x61\x76\x77\x01\x77\x61\x77\x77\x01\x78\x61\x78\x77\x01\x79\x61\x79\x77\x01\x7a\x61\x7a", 135},
+    {"atom_map_in_tuple", "\x83\x68\x02\x77\x04\x75\x73\x65\x72\x74\x00\x00\x00\x04\x77\x02\x69\x64\x61\x01\x77\x04\x6e\x61\x6d\x65\x6d\x00\x00\x00\x03\x61\x6e\x6e\x77\x03\x61\x67\x65\x61\x07\x77\x05\x65\x6d\x61\x69\x6c\x6d\x00\x00\x00\x03\x61\x40\x78", 56, "\x68\x02\x77\x04\x75\x73\x65\x72\x74\x00\x00\x00\x04\x77\x03\x61\x67\x65\x61\x07\x77\x05\x65\x6d\x61\x69\x6c\x6d\x00\x00\x00\x03\x61\x40\x78\x77\x02\x69\x64\x61\x01\x77\x04\x6e\x61\x6d\x65\x6d\x00\x00\x00\x03\x61\x6e\x6e", 55},
+    {"otp29 atom_map_5", "\x83\x74\x00\x00\x00\x05\x77\x01\x63\x61\x03\x77\x01\x62\x61\x01\x77\x01\x61\x61\x02\x77\x02\x61\x61\x61\x05\x77\x02\x7a\x7a\x61\x04", 33, "\x74\x00\x00\x00\x05\x77\x01\x61\x61\x02\x77\x02\x61\x61\x61\x05\x77\x01\x62\x61\x01\x77\x01\x63\x61\x03\x77\x02\x7a\x7a\x61\x04", 32},
+    {"otp29 atom_map_26", "\x83\x74\x00\x00\x00\x1a\x77\x01\x78\x61\x78\x77\x01\x79\x61\x79\x77\x01\x63\x61\x63\x77\x01\x70\x61\x70\x77\x01\x76\x61\x76\x77\x01\x6b\x61\x6b\x77\x01\x71\x61\x71\x77\x01\x6d\x61\x6d\x77\x01\x66\x61\x66\x77\x01\x62\x61\x62\x77\x01\x73\x61\x73\x77\x01\x69\x61\x69\x77\x01\x61\x61\x61\x77\x01\x68\x61\x68\x77\x01\x72\x61\x72\x77\x01\x6a\x61\x6a\x77\x01\x77\x61\x77\x77\x01\x64\x61\x64\x77\x01\x6c\x61\x6c\x77\x01\x7a\x61\x7a\x77\x01\x75\x61\x75\x77\x01\x74\x61\x74\x77\x01\x6f\x61\x6f\x77\x01\x6e\x61\x6e\x77\x01\x67\x61\x67\x77\x01\x65\x61\x65", 136, "\x74\x00\x00\x00\x1a\x77\x01\x61\x61\x61\x77\x01\x62\x61\x62\x77\x01\x63\x61\x63\x77\x01\x64\x61\x64\x77\x01\x65\x61\x65\x77\x01\x66\x61\x66\x77\x01\x67\x61\x67\x77\x01\x68\x61\x68\x77\x01\x69\x61\x69\x77\x01\x6a\x61\x6a\x77\x01\x6b\x61\x6b\x77\x01\x6c\x61\x6c\x77\x01\x6d\x61\x6d\x77\x01\x6e\x61\x6e\x77\x01\x6f\x61\x6f\x77\x01\x70\x61\x70\x77\x01\x71\x61\x71\x77\x01\x72\x61\x72\x77\x01\x73\x61\x73\x77\x01\x74\x61\x74\x77\x01\x75\x61\x75\x77\x01\x76\x61\x76\x77\x01\x77\x61\x77\x77\x01\x78\x61\x78\x77\x01\x79\x61\x79\x77\x01\x7a\x61\x7a", 135},
+};
+
+START_TEST(canon_otp27_vector_gives_canonical_bytes)
+{
+    const vec_t *v = &vecs27[_i];
+    term_buf_t out;
+    size_t used;
+    term_buf_init(&out);
+    char *in = dup_exact(v->in, v->in_len);
+    ck_assert_msg(term_canon(in, v->in_len, &out) == 0, "%s", v->id);
+    ck_assert_uint_eq(out.len, v->canon_len);
+    ck_assert_msg(memcmp(out.data, v->canon, v->canon_len) == 0, "%s", v->id);
+    /* the canonical bytes are canonical: copied as they are */
+    term_buf_reset(&out);
+    ck_assert_int_eq(term_canon_inner(v->canon, v->canon_len, &used, &out), 0);
+    ck_assert_uint_eq(used, v->canon_len);
+    ck_assert_msg(out.len == v->canon_len && memcmp(out.data, v->canon, v->canon_len) == 0,
+                  "%s", v->id);
+    ck_assert_int_eq(term_compare(in + 1, v->in_len - 1, v->canon, v->canon_len), 0);
+    free(in);
+    term_buf_release(&out);
+}
+END_TEST
+
+/* vecs27[0] is -0.0 and vecs27[1] 0.0: two terms on OTP 27, one before. */
+START_TEST(canon_minus_zero_otp27_keeps_sign)
+{
+    term_buf_t a, b;
+    term_buf_init(&a);
+    term_buf_init(&b);
+    ck_assert_int_eq(term_canon(vecs27[0].in, vecs27[0].in_len, &a), 0);
+    ck_assert_int_eq(term_canon(vecs27[1].in, vecs27[1].in_len, &b), 0);
+    ck_assert_uint_eq(a.len, b.len);
+    ck_assert_int_ne(memcmp(a.data, b.data, a.len), 0);
+    /* == still: they sort as equal */
+    ck_assert_int_eq(term_compare(a.data, a.len, b.data, b.len), 0);
+    term_buf_release(&a);
+    term_buf_release(&b);
+}
+END_TEST
+
+START_TEST(canon_minus_zero_otp25_folds_to_zero)
+{
+    term_buf_t a, b;
+    term_buf_init(&a);
+    term_buf_init(&b);
+    ck_assert_int_eq(term_set_otp_release(25), 0);
+    ck_assert_int_eq(term_canon(vecs27[0].in, vecs27[0].in_len, &a), 0);
+    ck_assert_int_eq(term_canon(vecs27[1].in, vecs27[1].in_len, &b), 0);
+    ck_assert_uint_eq(a.len, b.len);
+    ck_assert_int_eq(memcmp(a.data, b.data, a.len), 0);
+    term_buf_release(&a);
+    term_buf_release(&b);
+}
+END_TEST
+
+/* vecs27[2] is #{0.0 => a, -0.0 => b}: two keys on OTP 27; before, its
+ * canonical form would repeat a key. */
+START_TEST(canon_map_of_both_zeros_otp25_returns_eproto)
+{
+    term_buf_t out;
+    term_buf_init(&out);
+    ck_assert_int_eq(term_set_otp_release(25), 0);
+    ck_assert_int_eq(term_canon(vecs27[2].in, vecs27[2].in_len, &out), -EPROTO);
+    ck_assert_uint_eq(out.len, 0);
+    term_buf_release(&out);
+}
+END_TEST
+
+START_TEST(set_otp_release_out_of_range_returns_einval)
+{
+    ck_assert_int_eq(term_set_otp_release(24), -EINVAL);
+    ck_assert_int_eq(term_set_otp_release(TERM_OTP_MAX + 1), -EINVAL);
+    ck_assert_int_eq(term_otp_release(), 27);
+    ck_assert_int_eq(term_otp_canon_same(27, 29), 1);
+    ck_assert_int_eq(term_otp_canon_same(25, 27), 0);
+}
+END_TEST
+
+START_TEST(canon_otp27_allocation_failure_returns_enomem)
+{
+    const vec_t *v = &vecs27[_i];
+    for (int k = 1;; k++) {
+        term_buf_t out;
+        term_buf_init(&out);
+        mem_fail_after(k);
+        int rc = term_canon(v->in, v->in_len, &out);
+        mem_fail_after(0);
+        if (rc == 0) {
+            ck_assert_uint_eq(out.len, v->canon_len);
+            term_buf_release(&out);
+            break;
+        }
+        ck_assert_int_eq(rc, -ENOMEM);
+        ck_assert_uint_eq(out.len, 0);
+        term_buf_release(&out);
+    }
+}
+END_TEST
+
+/* vecs27[0] is -0.0, [1] 0.0, [4] a port: only -0.0 and ports count. */
+START_TEST(release_terms_seen_counts_minus_zero_and_ports)
+{
+    term_buf_t out;
+    term_buf_init(&out);
+    uint64_t n = term_release_terms_seen();
+    ck_assert_int_eq(term_canon(vecs27[1].in, vecs27[1].in_len, &out), 0);
+    ck_assert_uint_eq(term_release_terms_seen(), n);
+    ck_assert_int_eq(term_canon(vecs27[0].in, vecs27[0].in_len, &out), 0);
+    ck_assert_uint_eq(term_release_terms_seen(), n + 1);
+    ck_assert_int_eq(term_canon(vecs27[4].in, vecs27[4].in_len, &out), 0);
+    ck_assert_uint_eq(term_release_terms_seen(), n + 2);
+    term_buf_release(&out);
+}
+END_TEST
+
+#define NVECS27 (sizeof vecs27 / sizeof vecs27[0])
+
 Suite *term_codec_suite(void)
 {
     Suite *s = suite_create("term_codec");
     TCase *tc = tcase_create("beam_vectors");
+    tcase_add_checked_fixture(tc, otp25_setup, release_teardown);
     tcase_add_loop_test(tc, canon_beam_vector_gives_minor_version_2_bytes, 0, NVECS);
     tcase_add_loop_test(tc, canon_of_canon_is_identical, 0, NVECS);
     tcase_add_loop_test(tc, skip_beam_vector_takes_whole_term, 0, NVECS);
@@ -787,6 +940,7 @@ Suite *term_codec_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("malformed");
+    tcase_add_checked_fixture(tc, otp25_setup, release_teardown);
     tcase_add_loop_test(tc, canon_truncated_at_every_offset_returns_eproto, 0, NVECS);
     tcase_add_loop_test(tc, skip_truncated_at_every_offset_returns_eproto, 0, NVECS);
     tcase_add_loop_test(tc, canon_trailing_byte_returns_eproto, 0, NVECS);
@@ -802,6 +956,7 @@ Suite *term_codec_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("depth");
+    tcase_add_checked_fixture(tc, otp25_setup, release_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, canon_million_deep_tuple_returns_e2big);
     tcase_add_test(tc, canon_million_deep_list_returns_e2big);
@@ -811,6 +966,7 @@ Suite *term_codec_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("canonical_forms");
+    tcase_add_checked_fixture(tc, otp25_setup, release_teardown);
     tcase_add_loop_test(tc, canon_alternative_encoding_gives_canonical, 0, sizeof alts / sizeof alts[0]);
     tcase_add_loop_test(tc, canon_allocation_failure_returns_enomem_and_leaves_buffer, 0, NVECS);
     tcase_add_loop_test(tc, canon_alternative_allocation_failure_returns_enomem, 0,
@@ -818,6 +974,7 @@ Suite *term_codec_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("encode_read");
+    tcase_add_checked_fixture(tc, otp25_setup, release_teardown);
     tcase_add_test(tc, put_long_matches_beam_at_boundaries);
     tcase_add_test(tc, put_message_matches_beam);
     tcase_add_test(tc, put_pid_ref_match_beam);
@@ -825,6 +982,17 @@ Suite *term_codec_suite(void)
     tcase_add_test(tc, buf_allocation_failure_is_sticky);
     tcase_add_test(tc, reader_walks_beam_tuple);
     tcase_add_test(tc, reader_gets_numbers_pid_ref);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("otp27_vectors");
+    tcase_add_checked_fixture(tc, otp27_setup, release_teardown);
+    tcase_add_loop_test(tc, canon_otp27_vector_gives_canonical_bytes, 0, NVECS27);
+    tcase_add_loop_test(tc, canon_otp27_allocation_failure_returns_enomem, 0, NVECS27);
+    tcase_add_test(tc, canon_minus_zero_otp27_keeps_sign);
+    tcase_add_test(tc, canon_minus_zero_otp25_folds_to_zero);
+    tcase_add_test(tc, canon_map_of_both_zeros_otp25_returns_eproto);
+    tcase_add_test(tc, set_otp_release_out_of_range_returns_einval);
+    tcase_add_test(tc, release_terms_seen_counts_minus_zero_and_ports);
     suite_add_tcase(s, tc);
     return s;
 }

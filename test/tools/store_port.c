@@ -84,6 +84,12 @@ static void handle(store_t *s, const char *req, size_t len, term_buf_t *out)
 int main(int argc, char **argv)
 {
     store_t *s;
+    /* ETSD_OTP_RELEASE: the release of the BEAM node the suite compares with */
+    const char *rel = getenv("ETSD_OTP_RELEASE");
+    if (rel && term_set_otp_release(atoi(rel)) < 0) {
+        fprintf(stderr, "bad ETSD_OTP_RELEASE %s\n", rel);
+        return 2;
+    }
     /* --node NAME: what node() and ets:info(T, node) answer */
     if (argc == 3 && strcmp(argv[1], "--node") == 0)
         store_set_node(argv[2]);

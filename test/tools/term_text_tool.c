@@ -129,6 +129,12 @@ static int consult(const char *in, size_t len, term_buf_t *out)
 
 int main(int argc, char **argv)
 {
+    /* ETSD_OTP_RELEASE: the release of the BEAM node the suite compares with */
+    const char *rel = getenv("ETSD_OTP_RELEASE");
+    if (rel && term_set_otp_release(atoi(rel)) < 0) {
+        fprintf(stderr, "bad ETSD_OTP_RELEASE %s\n", rel);
+        return 2;
+    }
     if (argc != 4) {
         fprintf(stderr, "usage: %s print|parse|consult IN OUT\n", argv[0]);
         return 2;

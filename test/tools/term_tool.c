@@ -169,6 +169,12 @@ static int do_sort(rd_t *r, FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* ETSD_OTP_RELEASE: the release of the BEAM node the suite compares with */
+    const char *rel = getenv("ETSD_OTP_RELEASE");
+    if (rel && term_set_otp_release(atoi(rel)) < 0) {
+        fprintf(stderr, "bad ETSD_OTP_RELEASE %s\n", rel);
+        return 2;
+    }
     if (argc != 4) {
         fprintf(stderr, "usage: term_tool canon|cmp|sort IN OUT\n");
         return 2;
