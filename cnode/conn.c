@@ -1,7 +1,8 @@
 /* conn.c: one peer connection on the libuv loop: EPMD look-up and TCP
  * connect (initiator) or accept, the handshake (handshake.c), then frames
  * with a 4-byte length, ticks at net_ticktime/4, a tick timeout at
- * net_ticktime, and a byte-limited write queue that cuts off slow readers. */
+ * net_ticktime, and a byte-limited write queue that cuts off slow readers.
+ * With a TLS context (inet_tls) all of it runs inside TLS (tls.c). */
 #include "cnode/cnode_int.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 
 #include "cnode/epmd.h"
 #include "cnode/log.h"
+#include "cnode/tls.h"
 #include "term/mem.h"
 
 /* Per connection; big frames are assembled by the frame parser anyway. */
@@ -50,6 +52,13 @@ struct conn {
     uint64_t pend_bytes;
     uint64_t rx, rx_seen, tx, tx_seen;
     unsigned missed;
+    tls_t *tls;            /* inet_tls: the session, else NULL */
+    int tls_failed;        /* an alert is on its way; then close */
+    /* inet_tls_dist runs the socket in {packet, 4} from the start, so the
+     * handshake messages inside TLS have 4-byte lengths: one is gathered
+     * here and handed to hs_feed() with the 2-byte length it expects. */
+    uint8_t hs4[4 + HS_MAX_MSG];
+    size_t hs4_have;
 };
 
 static void conn_maybe_free(conn_t *c)
@@ -57,6 +66,7 @@ static void conn_maybe_free(conn_t *c)
     if (c->handles_open > 0 || c->epmd_pending || c->in_callback)
         return;
     frame_parser_release(&c->fp);
+    tls_free(c->tls);
     mem_free(c->rbuf);
     mem_free(c);
 }
@@ -140,7 +150,7 @@ static void written(uv_write_t *req, int status)
     }
 }
 
-static int write_now(conn_t *c, char *buf, size_t len, int close_after)
+static int write_raw(conn_t *c, char *buf, size_t len, int close_after)
 {
     wr_t *w = mem_alloc(sizeof *w);
     if (!w) {
@@ -164,6 +174,27 @@ static int write_now(conn_t *c, char *buf, size_t len, int close_after)
     return 0;
 }
 
+/* Writes buf (taking it), through TLS when the connection has it. */
+static int write_now(conn_t *c, char *buf, size_t len, int close_after)
+{
+    if (!c->tls)
+        return write_raw(c, buf, len, close_after);
+    cbuf_t net;
+    cbuf_init(&net);
+    int rc = tls_write(c->tls, buf, len, &net);
+    mem_free(buf);
+    if (rc < 0) {
+        cbuf_release(&net);
+        return rc;
+    }
+    if (net.len == 0) { /* waits in the session for the TLS handshake */
+        if (close_after)
+            conn_close(c, -EACCES, c->hs.why ? c->hs.why : "handshake refused");
+        return 0;
+    }
+    return write_raw(c, net.data, net.len, close_after);
+}
+
 /* Writes what the handshake produced in out, and empties out. */
 static int write_cbuf(conn_t *c, cbuf_t *out, int close_after)
 {
@@ -171,6 +202,24 @@ static int write_cbuf(conn_t *c, cbuf_t *out, int close_after)
         if (close_after)
             conn_close(c, -EACCES, c->hs.why ? c->hs.why : "handshake refused");
         return 0;
+    }
+    if (c->tls) {
+        /* 2-byte handshake lengths become 4-byte ones ({packet, 4}). */
+        cbuf_t w;
+        cbuf_init(&w);
+        for (size_t i = 0; i + 2 <= out->len;) {
+            size_t n = get16(out->data + i);
+            if (i + 2 + n > out->len || cbuf_put32(&w, (uint32_t)n) < 0 ||
+                cbuf_put(&w, out->data + i + 2, n) < 0) {
+                cbuf_release(&w);
+                return -ENOMEM;
+            }
+            i += 2 + n;
+        }
+        cbuf_release(out);
+        char *buf = w.data;
+        size_t len = w.len;
+        return write_now(c, buf, len, close_after);
     }
     char *buf = out->data;
     size_t len = out->len;
@@ -390,29 +439,129 @@ static void pause_reading(conn_t *c)
     uv_timer_start(&c->pause, on_pause_end, CONN_BULK_PAUSE_MS, 0);
 }
 
+/* TLS: gathers one 4-byte-length handshake message and feeds it to the
+ * handshake with a 2-byte length. Returns bytes consumed, or -1 when the
+ * connection closed. */
+static ssize_t feed_handshake4(conn_t *c, const char *p, size_t len)
+{
+    size_t take = 0;
+    if (c->hs4_have < 4) {
+        take = 4 - c->hs4_have < len ? 4 - c->hs4_have : len;
+        memcpy(c->hs4 + c->hs4_have, p, take);
+        c->hs4_have += take;
+        if (c->hs4_have < 4)
+            return (ssize_t)take;
+    }
+    uint32_t n = get32(c->hs4);
+    if (n == 0 || n > HS_MAX_MSG) {
+        c->hs.why = "handshake message length out of range";
+        handshake_error(c, -EPROTO);
+        return -1;
+    }
+    size_t more = 4 + n - c->hs4_have;
+    if (more > len - take)
+        more = len - take;
+    memcpy(c->hs4 + c->hs4_have, p + take, more);
+    c->hs4_have += more;
+    take += more;
+    if (c->hs4_have < 4 + n)
+        return (ssize_t)take;
+    c->hs4_have = 0;
+    uint8_t msg[2 + HS_MAX_MSG];
+    msg[0] = (uint8_t)(n >> 8);
+    msg[1] = (uint8_t)n;
+    memcpy(msg + 2, c->hs4 + 4, n);
+    ssize_t used = feed_handshake(c, (const char *)msg, 2 + n);
+    if (used < 0)
+        return -1;
+    if ((size_t)used != 2 + n) {
+        c->hs.why = "handshake message with trailing bytes";
+        handshake_error(c, -EPROTO);
+        return -1;
+    }
+    return (ssize_t)take;
+}
+
+static void process(conn_t *c, const char *p, size_t len);
+
+/* TLS: decrypts what arrived and sends what the session answers. A failed
+ * TLS handshake is logged once, its alert is sent, and the connection
+ * closes when that is out (or at the handshake time limit). */
+static void on_read_tls(conn_t *c, const char *p, size_t len)
+{
+    cbuf_t plain, net;
+    cbuf_init(&plain);
+    cbuf_init(&net);
+    int was_established = tls_established(c->tls);
+    int rc = tls_feed(c->tls, p, len, &plain, &net);
+    if (rc < 0) {
+        cbuf_release(&plain);
+        const char *why = tls_why(c->tls);
+        if (rc == -ECONNRESET)
+            log_info("%s: %s", who(c), why);
+        else
+            log_warn("%s: %s", who(c), why);
+        c->tls_failed = 1;
+        c->hs.why = why;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        if (net.len > 0 && c->state != CONN_UP) {
+            if (write_raw(c, net.data, net.len, 1) < 0)
+                conn_close(c, rc, why);
+        } else {
+            cbuf_release(&net);
+            conn_close(c, c->state == CONN_UP ? 0 : rc, why);
+        }
+        return;
+    }
+    if (!was_established && tls_established(c->tls))
+        log_debug("%s: %s established", who(c), tls_version(c->tls));
+    if (net.len > 0 && write_raw(c, net.data, net.len, 0) < 0) {
+        cbuf_release(&plain);
+        conn_close(c, -EIO, "write failed");
+        return;
+    }
+    if (plain.len > 0)
+        process(c, plain.data, plain.len);
+    cbuf_release(&plain);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
-    if (c->state == CONN_CLOSED)
+    if (c->state == CONN_CLOSED || c->tls_failed)
         return;
     if (nread < 0) {
         int up = c->state == CONN_UP;
         const char *why = nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread);
         if (up)
             log_info("%s: %s", who(c), why);
+        else if (c->tls && !tls_established(c->tls))
+            log_warn("%s: TLS handshake failed: %s", who(c), why);
         else
             log_warn("%s: handshake failed: %s", who(c), why);
         conn_close(c, up ? 0 : -ECONNRESET, why);
         return;
     }
     c->rx += (uint64_t)nread;
-    const char *p = buf->base;
-    size_t len = (size_t)nread;
+    if (c->tls) {
+        c->in_callback++;
+        on_read_tls(c, buf->base, (size_t)nread);
+        c->in_callback--;
+        if (c->state == CONN_CLOSED)
+            conn_maybe_free(c);
+        return;
+    }
+    process(c, buf->base, (size_t)nread);
+}
+
+/* Handshake bytes, then frames, as they arrived (or came out of TLS). */
+static void process(conn_t *c, const char *p, size_t len)
+{
     unsigned frames = 0, may_wait = 0; /* ticks count as neither */
     c->in_callback++;
     while (len > 0 && c->state != CONN_CLOSED) {
         if (c->state == CONN_HANDSHAKE) {
-            ssize_t used = feed_handshake(c, p, len);
+            ssize_t used = c->tls ? feed_handshake4(c, p, len) : feed_handshake(c, p, len);
             if (used < 0)
                 break;
             p += used;
@@ -502,6 +651,34 @@ static uint32_t random32(void)
     return v;
 }
 
+/* inet_tls: starts the TLS session (a client sends its hello at once);
+ * the distribution handshake written after this waits inside it. For a
+ * client, host is the host part of the peer's name (the certificate
+ * check). Nothing to do without TLS. */
+static int tls_begin(conn_t *c, int server, const char *host)
+{
+    if (!c->lim.tls)
+        return 0;
+    int rc = tls_new(c->lim.tls, server, host, &c->tls);
+    if (rc < 0 || server)
+        return rc;
+    cbuf_t net;
+    cbuf_init(&net);
+    rc = tls_start(c->tls, &net);
+    if (rc < 0) {
+        log_warn("%s: %s", who(c), tls_why(c->tls));
+        cbuf_release(&net);
+        return rc;
+    }
+    return net.len ? write_raw(c, net.data, net.len, 0) : 0;
+}
+
+static const char *peer_host(const conn_t *c)
+{
+    const char *at = strchr(c->peer, '@');
+    return at ? at + 1 : "";
+}
+
 int conn_accept(uv_stream_t *server, const hs_t *hs_template, const conn_limits_t *lim,
                 const conn_ops_t *ops, void *data, conn_t **out)
 {
@@ -533,7 +710,9 @@ int conn_accept(uv_stream_t *server, const hs_t *hs_template, const conn_limits_
     uv_tcp_nodelay(&c->tcp, 1);
     c->state = CONN_HANDSHAKE;
     uv_timer_start(&c->timer, on_tick, lim->setup_ms, 0);
-    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    rc = tls_begin(c, 1, NULL);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0) {
         close_handles(c);
         return rc;
@@ -558,7 +737,9 @@ static void on_connected(uv_connect_t *req, int status)
     c->state = CONN_HANDSHAKE;
     cbuf_t out;
     cbuf_init(&out);
-    int rc = hs_start(&c->hs, &out);
+    int rc = tls_begin(c, 0, peer_host(c));
+    if (rc == 0)
+        rc = hs_start(&c->hs, &out);
     if (rc == 0)
         rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc == 0)
@@ -609,6 +790,11 @@ int conn_connect(uv_loop_t *loop, const char *peer, const hs_t *hs_template,
 {
     char alive[HS_NAME_MAX], host[HS_NAME_MAX];
     int rc = node_split_name(peer, alive, host);
+    if (rc == 0 && epmd_check_host(host, !lim->shortnames, lim->family) < 0) {
+        log_warn("%s: illegal host name for %s names over %s", peer,
+                 lim->shortnames ? "short" : "long", lim->family == AF_INET6 ? "IPv6" : "IPv4");
+        rc = -EINVAL;
+    }
     if (rc < 0)
         return rc;
     conn_t *c;
@@ -620,7 +806,7 @@ int conn_connect(uv_loop_t *loop, const char *peer, const hs_t *hs_template,
     strcpy(c->peer, peer);
     c->initiator = 1;
     c->state = CONN_RESOLVING;
-    rc = epmd_port_please(loop, host, alive, on_port, c);
+    rc = epmd_port_please(loop, host, alive, lim->family ? lim->family : AF_INET, on_port, c);
     if (rc < 0) {
         close_handles(c);
         return rc;
@@ -727,7 +913,9 @@ int conn_open_fd(uv_loop_t *loop, uv_os_sock_t fd, hs_role_t role, const char *p
     uv_timer_start(&c->timer, on_tick, lim->setup_ms, 0);
     cbuf_t hello;
     cbuf_init(&hello);
-    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    rc = tls_begin(c, !c->initiator, peer_host(c));
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc == 0 && c->initiator) {
         rc = hs_start(&c->hs, &hello);
         if (rc == 0)

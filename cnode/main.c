@@ -22,6 +22,7 @@
 #include "cnode/replicate.h"
 #include "cnode/rpc.h"
 #include "cnode/rpc_exec.h"
+#include "cnode/tls.h"
 #include "store/store.h"
 #include "term/mem.h"
 
@@ -39,7 +40,9 @@ static const char usage[] =
     "  --port N                         listen port (0: any)\n"
     "  --net-ticktime S --log-level L   error|warn|info|debug\n"
     "  --max-frame BYTES --max-queue BYTES  incoming frame and per-peer\n"
-    "                                   outgoing queue limits\n";
+    "                                   outgoing queue limits\n"
+    "  --proto-dist inet_tcp|inet6_tcp|inet_tls|inet6_tls  as erl -proto_dist\n"
+    "  --ssl-dist-optfile F             as erl -ssl_dist_optfile (for *_tls)\n";
 
 /* ---- Cookie, as kernel's auth.erl reads it ----------------------------- */
 
@@ -202,10 +205,44 @@ static int add_join(node_config_t *cfg, char *list)
     return 0;
 }
 
+/* --proto-dist and --ssl-dist-optfile: the carrier, and the TLS contexts
+ * (cfg->tls, freed by main) built from the optfile. 0 or 2. */
+static int parse_proto(const char *proto, const char *optfile, node_config_t *cfg)
+{
+    static const char *const protos[] = {"inet_tcp", "inet6_tcp", "inet_tls", "inet6_tls"};
+    int k = 0;
+    while (k < 4 && strcmp(proto, protos[k]) != 0)
+        k++;
+    if (k == 4) {
+        fprintf(stderr, "etsd: --proto-dist: '%s' is not inet_tcp, inet6_tcp, inet_tls or "
+                        "inet6_tls\n", proto);
+        return 2;
+    }
+    cfg->family = k % 2 ? AF_INET6 : AF_INET;
+    if (k < 2) {
+        if (optfile) {
+            fprintf(stderr, "etsd: --ssl-dist-optfile needs --proto-dist inet_tls or inet6_tls\n");
+            return 2;
+        }
+        return 0;
+    }
+    if (!optfile) {
+        fprintf(stderr, "etsd: --proto-dist %s needs --ssl-dist-optfile\n", proto);
+        return 2;
+    }
+    char err[512];
+    if (tls_ctx_load(optfile, &cfg->tls, err, sizeof err) < 0) {
+        fprintf(stderr, "etsd: --ssl-dist-optfile %s: %s\n", optfile, err);
+        return 2;
+    }
+    return 0;
+}
+
 /* Returns 0 to run, 1 for --help/--version done, 2 for a usage error. */
 static int parse_args(int argc, char **argv, node_config_t *cfg)
 {
     const char *name = NULL, *sname = NULL, *cookie = NULL, *cookie_file = NULL;
+    const char *proto = "inet_tcp", *optfile = NULL;
     node_config_defaults(cfg);
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
@@ -235,7 +272,8 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             "--name", "--sname", "--cookie", "--cookie-file", "--join", "--dns",
             "--basename", "--table", "--keypos", "--pubsub", "--pool-size",
             "--topic-new", "--topic-sync", "--sync-delay-ms", "--data-dir", "--fsync",
-            "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue", NULL};
+            "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue",
+            "--proto-dist", "--ssl-dist-optfile", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], arg) != 0)
             k++;
@@ -316,6 +354,10 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             if (parse_uint(arg, val, UINT32_MAX, &u) < 0 || u < 1024)
                 return 2;
             cfg->max_frame = u;
+        } else if (strcmp(arg, "--proto-dist") == 0) {
+            proto = val;
+        } else if (strcmp(arg, "--ssl-dist-optfile") == 0) {
+            optfile = val;
         } else if (strcmp(arg, "--max-queue") == 0) {
             if (parse_uint(arg, val, 1ULL << 40, &u) < 0 || u < 1024)
                 return 2;
@@ -370,7 +412,7 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
         fprintf(stderr, "etsd: --dns and --basename go together\n");
         return 2;
     }
-    return 0;
+    return parse_proto(proto, optfile, cfg);
 }
 
 /* ---- Services ------------------------------------------------------------ */
@@ -493,8 +535,10 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &cfg);
     if (rc == 1)
         return 0;
-    if (rc != 0)
+    if (rc != 0) {
+        tls_ctx_free(cfg.tls);
         return 2;
+    }
     log_set_level(cfg.log_level);
 
     uv_loop_t loop;
@@ -525,6 +569,7 @@ int main(int argc, char **argv)
     services_free(&sv);
     node_free(n);
     uv_loop_close(&loop);
+    tls_ctx_free(cfg.tls);
     log_info("etsd stopped");
     return 0;
 
@@ -536,5 +581,6 @@ fail_node:
     node_free(n);
 fail_loop:
     uv_loop_close(&loop);
+    tls_ctx_free(cfg.tls);
     return 1;
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential pkg-config erlang-dev erlang-nox erlang-common-test
-          erlang-doc libuv1-dev check zlib1g-dev rebar3 clang libclang-rt-14-dev
+          erlang-doc libuv1-dev libssl-dev openssl check zlib1g-dev rebar3 clang libclang-rt-14-dev
           valgrind)
 
 missing=()
