@@ -87,6 +87,7 @@ unique_name(Prefix) ->
 %%   config   => CT Config (its priv_dir gets the log file)   (or dir => Dir)
 %%   name     => name prefix (default "etsd"); a unique suffix is added
 %%   sname    => true for --sname (host: this machine's short name)
+%%   host     => the host of --name (default "127.0.0.1"; "::1" for IPv6)
 %%   args     => extra command line arguments (list of strings)
 %%   cookie   => cookie atom (default: this node's); none: no --cookie
 %%   env      => [{Var, Value}] added to etsd's environment
@@ -113,8 +114,9 @@ start_etsd(Opts) when is_map(Opts) ->
                 {ok, Host} = inet:gethostname(),
                 {["--sname", Name], list_to_atom(Name ++ "@" ++ Host)};
             false ->
-                {["--name", Name ++ "@127.0.0.1"],
-                 list_to_atom(Name ++ "@127.0.0.1")}
+                Host = maps:get(host, Opts, "127.0.0.1"),
+                {["--name", Name ++ "@" ++ Host],
+                 list_to_atom(Name ++ "@" ++ Host)}
         end,
     Args = NameArgs ++ CookieArgs ++ maps:get(args, Opts, []),
     Log = filename:join(Dir, Name ++ ".log"),
