@@ -69,9 +69,15 @@ cert(Dir, Name, Ca, San, Days) ->
     ok = file:write_file(Ext, "subjectAltName=" ++ San ++ "\n"),
     sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
        " -keyout " ++ P ++ ".key -out " ++ P ++ ".csr -subj /CN=" ++ Name),
-    sh("openssl x509 -req -in " ++ P ++ ".csr -CA " ++ C ++ ".pem -CAkey " ++ C ++
-       ".key -CAcreateserial -out " ++ P ++ ".pem -days " ++ integer_to_list(Days) ++
-       " -extfile " ++ Ext).
+    Sign = "openssl x509 -req -in " ++ P ++ ".csr -CA " ++ C ++ ".pem -CAkey " ++ C ++
+        ".key -CAcreateserial -out " ++ P ++ ".pem -extfile " ++ Ext,
+    case Days > 0 of
+        true -> sh(Sign ++ " -days " ++ integer_to_list(Days));
+        %% Expired: OpenSSL 3.4 and later take explicit dates and refuse a
+        %% negative -days, which 3.0 (Debian 12) takes and lacks the dates.
+        false -> sh(Sign ++ " -not_before 20200101000000Z -not_after 20200201000000Z"
+                    " || " ++ Sign ++ " -days -1")
+    end.
 
 make_pki(Config) ->
     Dir = filename:join(?config(priv_dir, Config), "pki"),
