@@ -42,7 +42,8 @@ static const char usage[] =
     "  --max-frame BYTES --max-queue BYTES  incoming frame and per-peer\n"
     "                                   outgoing queue limits\n"
     "  --proto-dist inet_tcp|inet6_tcp|inet_tls|inet6_tls  as erl -proto_dist\n"
-    "  --ssl-dist-optfile F             as erl -ssl_dist_optfile (for *_tls)\n";
+    "  --ssl-dist-optfile F             as erl -ssl_dist_optfile (for *_tls)\n"
+    "  --tls-hostname-check otp25|otp27 match server certificates as that OTP does\n";
 
 /* ---- Cookie, as kernel's auth.erl reads it ----------------------------- */
 
@@ -205,10 +206,16 @@ static int add_join(node_config_t *cfg, char *list)
     return 0;
 }
 
-/* --proto-dist and --ssl-dist-optfile: the carrier, and the TLS contexts
- * (cfg->tls, freed by main) built from the optfile. 0 or 2. */
-static int parse_proto(const char *proto, const char *optfile, node_config_t *cfg)
+/* --proto-dist, --ssl-dist-optfile and --tls-hostname-check: the carrier,
+ * and the TLS contexts (cfg->tls, freed by main) built from the optfile.
+ * 0 or 2. */
+static int parse_proto(const char *proto, const char *optfile, const char *host_rule,
+                       node_config_t *cfg)
 {
+    if (host_rule && strcmp(host_rule, "otp25") != 0 && strcmp(host_rule, "otp27") != 0) {
+        fprintf(stderr, "etsd: --tls-hostname-check: want otp25 or otp27\n");
+        return 2;
+    }
     static const char *const protos[] = {"inet_tcp", "inet6_tcp", "inet_tls", "inet6_tls"};
     int k = 0;
     while (k < 4 && strcmp(proto, protos[k]) != 0)
@@ -220,8 +227,9 @@ static int parse_proto(const char *proto, const char *optfile, node_config_t *cf
     }
     cfg->family = k % 2 ? AF_INET6 : AF_INET;
     if (k < 2) {
-        if (optfile) {
-            fprintf(stderr, "etsd: --ssl-dist-optfile needs --proto-dist inet_tls or inet6_tls\n");
+        if (optfile || host_rule) {
+            fprintf(stderr, "etsd: --%s needs --proto-dist inet_tls or inet6_tls\n",
+                    optfile ? "ssl-dist-optfile" : "tls-hostname-check");
             return 2;
         }
         return 0;
@@ -235,6 +243,8 @@ static int parse_proto(const char *proto, const char *optfile, node_config_t *cf
         fprintf(stderr, "etsd: --ssl-dist-optfile %s: %s\n", optfile, err);
         return 2;
     }
+    if (host_rule && strcmp(host_rule, "otp27") == 0)
+        tls_ctx_set_host_rule(cfg->tls, TLS_HOST_OTP27);
     return 0;
 }
 
@@ -242,7 +252,7 @@ static int parse_proto(const char *proto, const char *optfile, node_config_t *cf
 static int parse_args(int argc, char **argv, node_config_t *cfg)
 {
     const char *name = NULL, *sname = NULL, *cookie = NULL, *cookie_file = NULL;
-    const char *proto = "inet_tcp", *optfile = NULL;
+    const char *proto = "inet_tcp", *optfile = NULL, *host_rule = NULL;
     node_config_defaults(cfg);
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
@@ -273,7 +283,7 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             "--basename", "--table", "--keypos", "--pubsub", "--pool-size",
             "--topic-new", "--topic-sync", "--sync-delay-ms", "--data-dir", "--fsync",
             "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue",
-            "--proto-dist", "--ssl-dist-optfile", NULL};
+            "--proto-dist", "--ssl-dist-optfile", "--tls-hostname-check", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], arg) != 0)
             k++;
@@ -358,6 +368,8 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             proto = val;
         } else if (strcmp(arg, "--ssl-dist-optfile") == 0) {
             optfile = val;
+        } else if (strcmp(arg, "--tls-hostname-check") == 0) {
+            host_rule = val;
         } else if (strcmp(arg, "--max-queue") == 0) {
             if (parse_uint(arg, val, 1ULL << 40, &u) < 0 || u < 1024)
                 return 2;
@@ -412,7 +424,7 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
         fprintf(stderr, "etsd: --dns and --basename go together\n");
         return 2;
     }
-    return parse_proto(proto, optfile, cfg);
+    return parse_proto(proto, optfile, host_rule, cfg);
 }
 
 /* ---- Services ------------------------------------------------------------ */

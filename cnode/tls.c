@@ -251,7 +251,10 @@ done:
 struct tls_ctx {
     SSL_CTX *server, *client;
     tls_opts_t opts;
+    tls_host_rule_t host_rule;
 };
+
+void tls_ctx_set_host_rule(tls_ctx_t *ctx, tls_host_rule_t rule) { ctx->host_rule = rule; }
 
 static int ex_index = -1;   /* SSL ex_data slot holding the tls_t */
 
@@ -422,24 +425,37 @@ struct tls {
     BIO *rbio, *wbio;        /* network in, network out (owned by ssl) */
     int server, established, got_bytes, not_tls;
     int check_host;          /* client: hostname check (mirrors OTP) */
+    tls_host_rule_t host_rule;
     char host[256];
     cbuf_t pending;          /* plaintext written before the handshake ended */
     char why[512];
 };
 
-/* OTP's public_key:pkix_verify_hostname/2 with [{dns_id, Host}]: when the
- * certificate has subjectAltName entries (of any type), only its DNS
- * names count; an IP entry never matches a dns_id, so x@127.0.0.1 with
- * only IP:127.0.0.1 fails. Without subjectAltName, the common name. */
-static int host_matches(X509 *cert, const char *host)
+/* ssl_certificate:verify_hostname/4 then public_key:pkix_verify_hostname/3
+ * of the release (tls_host_rule_t). OTP 25: [{dns_id, Host}] always; when
+ * the certificate has subjectAltName entries (of any type) only its DNS
+ * entries count, else the common name. OTP 27: a host that
+ * inet:parse_strict_address/1 takes is {ip, IP} and matches IP entries
+ * only; no subjectAltName is no match. */
+static int host_matches(X509 *cert, const char *host, tls_host_rule_t rule)
 {
     GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     int has_san = gens && sk_GENERAL_NAME_num(gens) > 0;
     GENERAL_NAMES_free(gens);
-    unsigned flags = X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
-                     (has_san ? X509_CHECK_FLAG_NEVER_CHECK_SUBJECT
-                              : X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT);
-    return X509_check_host(cert, host, 0, flags, NULL) == 1;
+    unsigned dns_only = X509_CHECK_FLAG_NO_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT;
+    if (rule == TLS_HOST_OTP27) {
+        unsigned char ip[16];
+        if (!has_san)
+            return 0;
+        if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1)
+            return X509_check_ip_asc(cert, host, 0) == 1;
+        return X509_check_host(cert, host, 0, dns_only, NULL) == 1;
+    }
+    return X509_check_host(cert, host, 0,
+                           has_san ? dns_only
+                                   : X509_CHECK_FLAG_NO_WILDCARDS |
+                                         X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT,
+                           NULL) == 1;
 }
 
 static int verify_cb(int ok, X509_STORE_CTX *xs)
@@ -448,7 +464,7 @@ static int verify_cb(int ok, X509_STORE_CTX *xs)
     tls_t *t = ssl ? SSL_get_ex_data(ssl, ex_index) : NULL;
     if (!ok || !t || !t->check_host || X509_STORE_CTX_get_error_depth(xs) != 0)
         return ok;
-    if (!host_matches(X509_STORE_CTX_get_current_cert(xs), t->host)) {
+    if (!host_matches(X509_STORE_CTX_get_current_cert(xs), t->host, t->host_rule)) {
         X509_STORE_CTX_set_error(xs, X509_V_ERR_HOSTNAME_MISMATCH);
         return 0;
     }
@@ -482,6 +498,7 @@ int tls_new(tls_ctx_t *ctx, int server, const char *host, tls_t **out)
         const tls_side_opts_t *c = &ctx->opts.client;
         const char *name = c->sni == 1 ? c->sni_host : host ? host : "";
         snprintf(t->host, sizeof t->host, "%s", name);
+        t->host_rule = ctx->host_rule;
         /* inet_tls_dist: {server_name_indication, Host} unless the optfile
          * says otherwise; disable turns the hostname check off too. */
         t->check_host = c->verify == 1 && c->sni != 0 && t->host[0];

@@ -52,15 +52,31 @@ int tls_ctx_load(const char *file, tls_ctx_t **out, char *err, size_t errsz);
 int tls_ctx_new(const tls_opts_t *opts, tls_ctx_t **out, char *err, size_t errsz);
 void tls_ctx_free(tls_ctx_t *ctx);
 
+/* How a client matches the server's certificate to the host of the node
+ * name. OTP changed it between releases (ssl_certificate:verify_hostname/4
+ * and public_key:pkix_verify_hostname/3), and a cluster accepts what its
+ * own release accepts:
+ * TLS_HOST_OTP25: the host is always a DNS name: it must equal a DNS entry
+ *   of subjectAltName (an IP entry never matches: x@127.0.0.1 needs
+ *   DNS:127.0.0.1); without subjectAltName, the common name.
+ * TLS_HOST_OTP27 (OTP 27 and 29): an IP literal host must equal an IP
+ *   entry (IP:127.0.0.1), any other host a DNS entry; a certificate
+ *   without subjectAltName never matches.
+ * Both compare exactly, without case, with no wildcards (ssl's default
+ * customize_hostname_check). */
+typedef enum tls_host_rule { TLS_HOST_OTP25 = 0, TLS_HOST_OTP27 = 1 } tls_host_rule_t;
+
+/* Sets the rule for sessions made after this call (default OTP25). */
+void tls_ctx_set_host_rule(tls_ctx_t *ctx, tls_host_rule_t rule);
+
 /* One TLS session. */
 typedef struct tls tls_t;
 
-/* A session as server (accepting) or client. A client checks the server's
- * certificate against host as OTP's inet_tls_dist does: host is the part
- * of the node name after @ (or the optfile's server_name_indication), and
- * it must equal a DNS name of the certificate's subjectAltName (or, when
- * it has no subjectAltName, its common name); an IP entry does not count
- * (OTP: hostname_check_failed). On success *out is new: tls_free() it. */
+/* A session as server (accepting) or client. A client that verifies the
+ * server checks its certificate against host as OTP's inet_tls_dist does
+ * (tls_host_rule_t): host is the part of the node name after @, or the
+ * optfile's server_name_indication; a mismatch fails the handshake with
+ * hostname_check_failed. On success *out is new: tls_free() it. */
 int tls_new(tls_ctx_t *ctx, int server, const char *host, tls_t **out);
 void tls_free(tls_t *t);
 
