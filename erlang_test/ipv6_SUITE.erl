@@ -12,6 +12,7 @@
          rpc_call_erpc_call_and_multicalls_work/1,
          beam_node_pings_etsd_and_sees_it_hidden/1,
          listener_takes_ipv4_and_ipv6/1,
+         dns_aaaa_records_become_nodes/1,
          names_follow_erl_rules_for_the_carrier/1]).
 
 suite() -> [{timetrap, {seconds, 90}}].
@@ -24,6 +25,7 @@ all() ->
      redeployed_cluster_is_reseeded_by_etsd,
      rpc_call_erpc_call_and_multicalls_work,
      listener_takes_ipv4_and_ipv6,
+     dns_aaaa_records_become_nodes,
      names_follow_erl_rules_for_the_carrier].
 
 %% ::1 is on the loopback of any Linux with IPv6; without it there is no
@@ -111,3 +113,33 @@ names_follow_erl_rules_for_the_carrier(Config) ->
     etsd_test_lib:await_log(E, "illegal host name", 10000),
     pong = carrier_test_lib:on(A, net_adm, ping, [carrier_test_lib:enode(E)]),
     ok.
+
+%% --dns over inet6 takes the name's AAAA records: here a name that only
+%% etsd's own /etc/hosts (a private mount namespace) maps to ::1.
+dns_aaaa_records_become_nodes(Config) ->
+    case os:find_executable("unshare") of
+        false -> {skip, "unshare (util-linux) is not installed"};
+        Unshare ->
+            Hosts = filename:join(?config(priv_dir, Config), "hosts"),
+            ok = file:write_file(Hosts, "127.0.0.1 localhost\n::1 etsd-v6.test\n"),
+            Base = seed_test_lib:unique("v6dns"),
+            A = carrier_test_lib:start_peer(?config(carrier, Config), Base),
+            C = ?config(carrier, Config),
+            E = etsd_test_lib:start_etsd(
+                  #{config => Config, name => "etsd_v6dns", host => "::1",
+                    args => ["--dns", "etsd-v6.test", "--basename", Base
+                             | maps:get(etsd_args, C)],
+                    wait => epmd,
+                    wrap => [Unshare, "--mount", "--propagation", "private", "sh", "-c",
+                             "mount --bind \"$0\" /etc/hosts && exec \"$@\"", Hosts]}),
+            try
+                EN = carrier_test_lib:enode(E),
+                etsd_test_lib:await(fun() ->
+                    lists:member(EN, carrier_test_lib:on(A, erlang, nodes, [hidden]))
+                end, 15000, dns_node),
+                etsd_test_lib:await_log(E, "dns etsd-v6.test: " ++ Base ++ "@::1", 5000)
+            after
+                etsd_test_lib:stop_etsd(E)
+            end,
+            ok
+    end.
