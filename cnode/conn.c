@@ -33,7 +33,7 @@ struct conn {
     uv_timer_t pause;      /* ends a read pause (CONN_BULK_PAUSE_MS) */
     conn_state_t state;
     int initiator;
-    int handles_open;      /* tcp + timer + pause not yet closed */
+    int handles_open;      /* tcp + timer + pause + flush not yet closed */
     int frozen;            /* conn_freeze(): reading never restarts */
     int streak;            /* the last read with frames ended in a pause */
     uint64_t pause_end;    /* uv_now() when the last pause ended */
@@ -53,6 +53,9 @@ struct conn {
     uint64_t rx, rx_seen, tx, tx_seen;
     unsigned missed;
     tls_t *tls;            /* inet_tls: the session, else NULL */
+    cbuf_t tls_out;        /* plaintext written this loop turn, not yet
+                              encrypted: one TLS record for many frames */
+    uv_check_t flush;      /* encrypts tls_out after this turn's I/O */
     int tls_failed;        /* an alert is on its way; then close */
     /* inet_tls_dist runs the socket in {packet, 4} from the start, so the
      * handshake messages inside TLS have 4-byte lengths: one is gathered
@@ -67,6 +70,7 @@ static void conn_maybe_free(conn_t *c)
         return;
     frame_parser_release(&c->fp);
     tls_free(c->tls);
+    cbuf_release(&c->tls_out);
     mem_free(c->rbuf);
     mem_free(c);
 }
@@ -83,7 +87,7 @@ conn_state_t conn_state(const conn_t *c) { return c->state; }
 int conn_is_initiator(const conn_t *c) { return c->initiator; }
 uint32_t conn_peer_creation(const conn_t *c) { return c->hs.peer_creation; }
 uint64_t conn_peer_flags(const conn_t *c) { return c->hs.peer_flags; }
-uint64_t conn_queued(const conn_t *c) { return c->queued + c->pend_bytes; }
+uint64_t conn_queued(const conn_t *c) { return c->queued + c->pend_bytes + c->tls_out.len; }
 /* Paused exactly while the one-shot pause timer is pending (closing stops
  * it; libuv stops it before its callback runs). */
 int conn_read_paused(const conn_t *c)
@@ -106,10 +110,19 @@ static void close_handles(conn_t *c)
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
     uv_close((uv_handle_t *)&c->pause, handle_closed);
+    uv_close((uv_handle_t *)&c->flush, handle_closed);
 }
+
+static int tls_flush(conn_t *c, const char *p, size_t len, int close_after);
 
 void conn_close(conn_t *c, int status, const char *reason)
 {
+    if (c->state == CONN_CLOSED)
+        return;
+    /* Frames gathered for TLS this turn go to the socket like any written
+     * frame (a clean shutdown's last messages, say). */
+    if (c->tls && c->tls_out.len && c->state == CONN_UP && tls_flush(c, NULL, 0, 0) < 0)
+        c->tls_out.len = 0;
     if (c->state == CONN_CLOSED)
         return;
     int was_up = c->state == CONN_UP;
@@ -174,15 +187,18 @@ static int write_raw(conn_t *c, char *buf, size_t len, int close_after)
     return 0;
 }
 
-/* Writes buf (taking it), through TLS when the connection has it. */
-static int write_now(conn_t *c, char *buf, size_t len, int close_after)
+/* Encrypts what waits in tls_out (and then len bytes at p) and writes it.
+ * The frames written in one loop turn (a batch of rpc replies, say) go
+ * out as one TLS record and one write instead of one each. */
+static int tls_flush(conn_t *c, const char *p, size_t len, int close_after)
 {
-    if (!c->tls)
-        return write_raw(c, buf, len, close_after);
     cbuf_t net;
     cbuf_init(&net);
-    int rc = tls_write(c->tls, buf, len, &net);
-    mem_free(buf);
+    uv_check_stop(&c->flush);
+    int rc = c->tls_out.len ? tls_write(c->tls, c->tls_out.data, c->tls_out.len, &net) : 0;
+    c->tls_out.len = 0;
+    if (rc == 0 && len)
+        rc = tls_write(c->tls, p, len, &net);
     if (rc < 0) {
         cbuf_release(&net);
         return rc;
@@ -193,6 +209,36 @@ static int write_now(conn_t *c, char *buf, size_t len, int close_after)
         return 0;
     }
     return write_raw(c, net.data, net.len, close_after);
+}
+
+static void on_flush(uv_check_t *h)
+{
+    conn_t *c = h->data;
+    if (c->state == CONN_CLOSED)
+        return;
+    int rc = tls_flush(c, NULL, 0, 0);
+    if (rc < 0)
+        conn_close(c, rc, "write failed");
+}
+
+/* Larger plaintext is encrypted at once, without a copy into tls_out. */
+#define CONN_TLS_GATHER (16 * 1024)
+
+/* Writes buf (taking it), through TLS when the connection has it. */
+static int write_now(conn_t *c, char *buf, size_t len, int close_after)
+{
+    if (!c->tls)
+        return write_raw(c, buf, len, close_after);
+    if (!close_after && len < CONN_TLS_GATHER && c->tls_out.len + len <= CONN_TLS_GATHER) {
+        int rc = cbuf_put(&c->tls_out, buf, len);
+        mem_free(buf);
+        if (rc == 0 && !uv_is_active((uv_handle_t *)&c->flush))
+            uv_check_start(&c->flush, on_flush);
+        return rc;
+    }
+    int rc = tls_flush(c, buf, len, close_after);
+    mem_free(buf);
+    return rc;
 }
 
 /* Writes what the handshake produced in out, and empties out. */
@@ -632,10 +678,12 @@ static int conn_alloc(uv_loop_t *loop, const hs_t *hs_template, const conn_limit
     }
     uv_timer_init(loop, &c->timer);
     uv_timer_init(loop, &c->pause);
+    uv_check_init(loop, &c->flush);
+    c->flush.data = c;
     c->tcp.data = c;
     c->timer.data = c;
     c->pause.data = c;
-    c->handles_open = 3;
+    c->handles_open = 4;
     *out = c;
     return 0;
 }
