@@ -26,6 +26,13 @@ typedef struct wr {
     struct wr *next;
 } wr_t;
 
+/* A frame waiting to be encrypted (TLS). */
+typedef struct tq {
+    struct tq *next;
+    char *buf;             /* owned */
+    size_t len, off;
+} tq_t;
+
 struct conn {
     uv_loop_t *loop;
     uv_tcp_t tcp;
@@ -53,9 +60,13 @@ struct conn {
     uint64_t rx, rx_seen, tx, tx_seen;
     unsigned missed;
     tls_t *tls;            /* inet_tls: the session, else NULL */
-    cbuf_t tls_out;        /* plaintext written this loop turn, not yet
-                              encrypted: one TLS record for many frames */
-    uv_check_t flush;      /* encrypts tls_out after this turn's I/O */
+    /* TLS: frames written and not yet encrypted, in order (buffers owned).
+     * The loop encrypts at most CONN_TLS_SLICE bytes of them per turn, so
+     * a 44 MB sync never holds it, and small frames of one turn share one
+     * record and one write. */
+    struct tq *tq_head, *tq_tail;
+    uint64_t tq_bytes;
+    uv_idle_t flush;       /* active while tq holds frames */
     int tls_failed;        /* an alert is on its way; then close */
     /* inet_tls_dist runs the socket in {packet, 4} from the start, so the
      * handshake messages inside TLS have 4-byte lengths: one is gathered
@@ -70,7 +81,12 @@ static void conn_maybe_free(conn_t *c)
         return;
     frame_parser_release(&c->fp);
     tls_free(c->tls);
-    cbuf_release(&c->tls_out);
+    while (c->tq_head) {
+        struct tq *q = c->tq_head;
+        c->tq_head = q->next;
+        mem_free(q->buf);
+        mem_free(q);
+    }
     mem_free(c->rbuf);
     mem_free(c);
 }
@@ -87,7 +103,7 @@ conn_state_t conn_state(const conn_t *c) { return c->state; }
 int conn_is_initiator(const conn_t *c) { return c->initiator; }
 uint32_t conn_peer_creation(const conn_t *c) { return c->hs.peer_creation; }
 uint64_t conn_peer_flags(const conn_t *c) { return c->hs.peer_flags; }
-uint64_t conn_queued(const conn_t *c) { return c->queued + c->pend_bytes + c->tls_out.len; }
+uint64_t conn_queued(const conn_t *c) { return c->queued + c->pend_bytes + c->tq_bytes; }
 /* Paused exactly while the one-shot pause timer is pending (closing stops
  * it; libuv stops it before its callback runs). */
 int conn_read_paused(const conn_t *c)
@@ -113,7 +129,7 @@ static void close_handles(conn_t *c)
     uv_close((uv_handle_t *)&c->flush, handle_closed);
 }
 
-static int tls_flush(conn_t *c, const char *p, size_t len, int close_after);
+static int tls_pump(conn_t *c, uint64_t budget, int close_after);
 
 void conn_close(conn_t *c, int status, const char *reason)
 {
@@ -121,8 +137,8 @@ void conn_close(conn_t *c, int status, const char *reason)
         return;
     /* Frames gathered for TLS this turn go to the socket like any written
      * frame (a clean shutdown's last messages, say). */
-    if (c->tls && c->tls_out.len && c->state == CONN_UP && tls_flush(c, NULL, 0, 0) < 0)
-        c->tls_out.len = 0;
+    if (c->tls && c->tq_head && c->state == CONN_UP)
+        (void)tls_pump(c, UINT64_MAX, 0);
     if (c->state == CONN_CLOSED)
         return;
     int was_up = c->state == CONN_UP;
@@ -187,18 +203,55 @@ static int write_raw(conn_t *c, char *buf, size_t len, int close_after)
     return 0;
 }
 
-/* Encrypts what waits in tls_out (and then len bytes at p) and writes it.
- * The frames written in one loop turn (a batch of rpc replies, say) go
- * out as one TLS record and one write instead of one each. */
-static int tls_flush(conn_t *c, const char *p, size_t len, int close_after)
+/* Bytes of plaintext encrypted per loop turn (about a millisecond), and
+ * the size under which frames are copied together into one record. */
+#define CONN_TLS_SLICE (256 * 1024)
+#define CONN_TLS_GATHER (16 * 1024)
+
+/* Encrypts queued frames, about budget bytes of them, and writes the
+ * result (close_after on the last write). Small frames are gathered into
+ * one record; a large one is encrypted slice by slice from its own
+ * buffer. 0 or a negative errno (the connection is left to the caller). */
+static int tls_pump(conn_t *c, uint64_t budget, int close_after)
 {
-    cbuf_t net;
+    cbuf_t net, small;
     cbuf_init(&net);
-    uv_check_stop(&c->flush);
-    int rc = c->tls_out.len ? tls_write(c->tls, c->tls_out.data, c->tls_out.len, &net) : 0;
-    c->tls_out.len = 0;
-    if (rc == 0 && len)
-        rc = tls_write(c->tls, p, len, &net);
+    cbuf_init(&small);
+    uint64_t done = 0;
+    int rc = 0;
+    while (c->tq_head && done < budget && rc == 0) {
+        tq_t *q = c->tq_head;
+        size_t n = q->len - q->off;
+        if (n <= CONN_TLS_GATHER) {
+            rc = cbuf_put(&small, q->buf + q->off, n);
+        } else {
+            if (small.len) {
+                rc = tls_write(c->tls, small.data, small.len, &net);
+                small.len = 0;
+            }
+            if (n > CONN_TLS_SLICE && budget != UINT64_MAX)
+                n = CONN_TLS_SLICE;
+            if (rc == 0)
+                rc = tls_write(c->tls, q->buf + q->off, n, &net);
+        }
+        if (rc < 0)
+            break;
+        q->off += n;
+        c->tq_bytes -= n;
+        done += n;
+        if (q->off == q->len) {
+            c->tq_head = q->next;
+            if (!c->tq_head)
+                c->tq_tail = NULL;
+            mem_free(q->buf);
+            mem_free(q);
+        }
+    }
+    if (rc == 0 && small.len)
+        rc = tls_write(c->tls, small.data, small.len, &net);
+    cbuf_release(&small);
+    if (!c->tq_head)
+        uv_idle_stop(&c->flush);
     if (rc < 0) {
         cbuf_release(&net);
         return rc;
@@ -211,34 +264,42 @@ static int tls_flush(conn_t *c, const char *p, size_t len, int close_after)
     return write_raw(c, net.data, net.len, close_after);
 }
 
-static void on_flush(uv_check_t *h)
+static void on_flush(uv_idle_t *h)
 {
     conn_t *c = h->data;
     if (c->state == CONN_CLOSED)
         return;
-    int rc = tls_flush(c, NULL, 0, 0);
+    int rc = tls_pump(c, CONN_TLS_SLICE, 0);
     if (rc < 0)
         conn_close(c, rc, "write failed");
 }
 
-/* Larger plaintext is encrypted at once, without a copy into tls_out. */
-#define CONN_TLS_GATHER (16 * 1024)
-
-/* Writes buf (taking it), through TLS when the connection has it. */
+/* Writes buf (taking it), through TLS when the connection has it: queued,
+ * and encrypted from the next loop turn on (close_after: all at once). */
 static int write_now(conn_t *c, char *buf, size_t len, int close_after)
 {
     if (!c->tls)
         return write_raw(c, buf, len, close_after);
-    if (!close_after && len < CONN_TLS_GATHER && c->tls_out.len + len <= CONN_TLS_GATHER) {
-        int rc = cbuf_put(&c->tls_out, buf, len);
+    tq_t *q = mem_alloc(sizeof *q);
+    if (!q) {
         mem_free(buf);
-        if (rc == 0 && !uv_is_active((uv_handle_t *)&c->flush))
-            uv_check_start(&c->flush, on_flush);
-        return rc;
+        return -ENOMEM;
     }
-    int rc = tls_flush(c, buf, len, close_after);
-    mem_free(buf);
-    return rc;
+    q->next = NULL;
+    q->buf = buf;
+    q->len = len;
+    q->off = 0;
+    if (c->tq_tail)
+        c->tq_tail->next = q;
+    else
+        c->tq_head = q;
+    c->tq_tail = q;
+    c->tq_bytes += len;
+    if (close_after)
+        return tls_pump(c, UINT64_MAX, 1);
+    if (!uv_is_active((uv_handle_t *)&c->flush))
+        uv_idle_start(&c->flush, on_flush);
+    return 0;
 }
 
 /* Writes what the handshake produced in out, and empties out. */
@@ -272,6 +333,7 @@ static int write_cbuf(conn_t *c, cbuf_t *out, int close_after)
     cbuf_init(out);
     return write_now(c, buf, len, close_after);
 }
+
 
 int conn_send(conn_t *c, char *buf, size_t len)
 {
@@ -678,7 +740,7 @@ static int conn_alloc(uv_loop_t *loop, const hs_t *hs_template, const conn_limit
     }
     uv_timer_init(loop, &c->timer);
     uv_timer_init(loop, &c->pause);
-    uv_check_init(loop, &c->flush);
+    uv_idle_init(loop, &c->flush);
     c->flush.data = c;
     c->tcp.data = c;
     c->timer.data = c;
