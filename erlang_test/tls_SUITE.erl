@@ -20,7 +20,8 @@
          missing_client_certificate_is_refused/1,
          plaintext_peer_is_refused/1,
          hostile_bytes_cost_only_their_connection/1,
-         unsupported_optfile_option_stops_etsd_naming_it/1]).
+         unsupported_optfile_option_stops_etsd_naming_it/1,
+         inet6_tls_runs_the_same_over_ipv6/1]).
 
 suite() -> [{timetrap, {seconds, 90}}].
 
@@ -37,7 +38,8 @@ all() ->
      missing_client_certificate_is_refused,
      plaintext_peer_is_refused,
      hostile_bytes_cost_only_their_connection,
-     unsupported_optfile_option_stops_etsd_naming_it].
+     unsupported_optfile_option_stops_etsd_naming_it,
+     inet6_tls_runs_the_same_over_ipv6].
 
 %% ---- Certificates and optfiles -----------------------------------------
 
@@ -89,6 +91,7 @@ make_pki(Config) ->
     cert(Dir, "node", "ca", "DNS:127.0.0.1,IP:127.0.0.1", 30),
     cert(Dir, "ipsan", "ca", "IP:127.0.0.1", 30),
     cert(Dir, "dnssan", "ca", "DNS:127.0.0.1", 30),
+    cert(Dir, "node6", "ca", "DNS:::1,IP:::1", 30),
     cert(Dir, "expired", "ca", "DNS:127.0.0.1", -1),
     cert(Dir, "rogue", "rogue_ca", "DNS:127.0.0.1", 30),
     F = fun(N) -> filename:join(Dir, N) end,
@@ -109,6 +112,7 @@ make_pki(Config) ->
              Side("node", [{versions, ['tlsv1.2']}])),
          Opt("v13", Side("node", [{versions, ['tlsv1.3']} | SrvX]),
              Side("node", [{versions, ['tlsv1.3']}])),
+         Opt("good6", Side("node6", SrvX), Side("node6", [])),
          Opt("ipsan_server", Side("ipsan", SrvX), Side("node", [])),
          Opt("dnssan_server", Side("dnssan", SrvX), Side("node", [])),
          Opt("rogue", Side("rogue", SrvX), Side("rogue", [])),
@@ -120,10 +124,12 @@ make_pki(Config) ->
     [{pki, maps:from_list(Files)},
      {carrier, carrier(maps:get(good, maps:from_list(Files)))} | Config].
 
-carrier(OptFile) ->
-    #{tag => "tls", host => "127.0.0.1",
-      beam_args => ["-proto_dist", "inet_tls", "-ssl_dist_optfile", OptFile],
-      etsd_args => ["--proto-dist", "inet_tls", "--ssl-dist-optfile", OptFile,
+carrier(OptFile) -> carrier("inet_tls", "127.0.0.1", OptFile).
+
+carrier(Proto, Host, OptFile) ->
+    #{tag => "tls", host => Host,
+      beam_args => ["-proto_dist", Proto, "-ssl_dist_optfile", OptFile],
+      etsd_args => ["--proto-dist", Proto, "--ssl-dist-optfile", OptFile,
                     "--tls-hostname-check", host_rule(), "--log-level", "debug"]}.
 
 %% The release of the peers (this node's): its ssl client's host name rule.
@@ -295,4 +301,13 @@ unsupported_optfile_option_stops_etsd_naming_it(Config) ->
                      optfile(Config, good)]),
     match = re:run(Out4, "needs --proto-dist inet_tls", [{capture, none}]),
     ct:pal("~s~s~s~s", [Out1, Out2, Out3, Out4]),
+    ok.
+
+%% inet6_tls: TLS over IPv6, nodes named x@::1 (certificates for ::1).
+inet6_tls_runs_the_same_over_ipv6(Config) ->
+    C6 = lists:keystore(carrier, 1, Config,
+                        {carrier, carrier("inet6_tls", "::1", optfile(Config, good6))}),
+    ok = carrier_test_lib:new_both_ways(C6),
+    [E] = get(etsds),
+    etsd_test_lib:await_log(E, "TLSv1.[23] established", 5000),
     ok.
