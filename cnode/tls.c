@@ -290,7 +290,7 @@ static SSL_CTX *make_ctx(int server, tls_side_opts_t *s, char *err, size_t errsz
     /* ssl's versions default: TLS 1.2 and 1.3. */
     SSL_CTX_set_min_proto_version(ctx, s->min_version ? s->min_version : TLS1_2_VERSION);
     SSL_CTX_set_max_proto_version(ctx, s->max_version ? s->max_version : TLS1_3_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
     if (server)
         SSL_CTX_set_num_tickets(ctx, 0); /* no resumption: nothing to hand out */
     if (s->password[0]) {
@@ -388,8 +388,9 @@ int tls_ctx_load(const char *file, tls_ctx_t **out, char *err, size_t errsz)
 {
     FILE *f = fopen(file, "rb");
     if (!f) {
-        snprintf(err, errsz, "%s: %s", file, strerror(errno));
-        return -errno;
+        int e = errno;
+        snprintf(err, errsz, "%s: %s", file, strerror(e));
+        return -e;
     }
     char *text = mem_alloc(1 << 20);
     size_t n = text ? fread(text, 1, 1 << 20, f) : 0;
