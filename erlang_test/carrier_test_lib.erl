@@ -171,7 +171,6 @@ rpc_flavours(Config) ->
     E = etsd(Config, A, []),
     EN = enode(E),
     {_, BN} = B,
-    await_member(E, A),
     U = {<<"rpc@example.com">>, 7},
     true = on(A, rpc, call, [EN, etsd, insert, [users, U]]),
     [U] = on(A, rpc, call, [EN, ets, lookup, [users, element(1, U)]]),

@@ -88,8 +88,8 @@ unique_name(Prefix) ->
 %%   name     => name prefix (default "etsd"); a unique suffix is added
 %%   sname    => true for --sname (host: this machine's short name)
 %%   host     => the host of --name (default "127.0.0.1"; "::1" for IPv6)
-%%   wrap     => a command (list of strings) that runs etsd as its last
-%%               arguments and execs it in the same process
+%%   wrap     => a command (list of strings) that runs etsd, given as its
+%%               last arguments (os_pid is then the wrapper's)
 %%   args     => extra command line arguments (list of strings)
 %%   cookie   => cookie atom (default: this node's); none: no --cookie
 %%   env      => [{Var, Value}] added to etsd's environment
