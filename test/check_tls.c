@@ -510,6 +510,23 @@ START_TEST(server_refuses_bad_client_certificate_saying_which)
 }
 END_TEST
 
+START_TEST(client_refuses_server_from_unknown_ca_or_expired)
+{
+    static const char *const certs[] = {"rogue", "expired"};
+    static const char *const why[] = {"unable to get local issuer certificate",
+                                      "certificate has expired"};
+    tls_ctx_t *cli = ctx_of("node", "node", "ca", 0);
+    tls_ctx_t *srv = ctx_of(certs[_i], "node", "ca", 0);
+    pair_t p;
+    pair_run(&p, srv, cli, "127.0.0.1", NULL);
+    ck_assert_int_eq(p.cli_rc, -EACCES);
+    ck_assert_msg(strstr(tls_why(p.cli), why[_i]) != NULL, "%s", tls_why(p.cli));
+    pair_free(&p);
+    tls_ctx_free(srv);
+    tls_ctx_free(cli);
+}
+END_TEST
+
 START_TEST(server_refuses_plaintext_distribution_as_not_tls)
 {
     tls_ctx_t *c = ctx_of("node", "node", "ca", 0);
@@ -645,6 +662,7 @@ Suite *tls_suite(void)
                         (int)(sizeof host_cases / sizeof host_cases[0]));
     tcase_add_loop_test(k, server_refuses_bad_client_certificate_saying_which, 0,
                         (int)(sizeof refused_clients / sizeof refused_clients[0]));
+    tcase_add_loop_test(k, client_refuses_server_from_unknown_ca_or_expired, 0, 2);
     tcase_add_test(k, server_refuses_plaintext_distribution_as_not_tls);
     tcase_add_test(k, truncated_record_waits_and_junk_record_fails);
     tcase_add_loop_test(k, conns_over_tls_on_a_socketpair_shake_hands_and_carry_frames, 0, 2);
