@@ -271,7 +271,7 @@ static int pass_cb(char *buf, int size, int rwflag, void *u)
     (void)rwflag;
     const char *pw = u;
     int n = (int)strlen(pw);
-    if (n >= size)
+    if (n == 0 || n >= size)
         return -1;
     memcpy(buf, pw, (size_t)n);
     return n;
@@ -293,10 +293,10 @@ static SSL_CTX *make_ctx(int server, tls_side_opts_t *s, char *err, size_t errsz
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
     if (server)
         SSL_CTX_set_num_tickets(ctx, 0); /* no resumption: nothing to hand out */
-    if (s->password[0]) {
-        SSL_CTX_set_default_passwd_cb(ctx, pass_cb);
-        SSL_CTX_set_default_passwd_cb_userdata(ctx, s->password);
-    }
+    /* Always ours: OpenSSL's default asks on the terminal, which would
+     * hold the start of a daemon with an encrypted key and no password. */
+    SSL_CTX_set_default_passwd_cb(ctx, pass_cb);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, s->password);
     if (s->certfile[0]) {
         const char *key = s->keyfile[0] ? s->keyfile : s->certfile;
         if (SSL_CTX_use_certificate_chain_file(ctx, s->certfile) != 1) {

@@ -303,6 +303,40 @@ START_TEST(ctx_refusals_name_the_option)
 }
 END_TEST
 
+/* {password, P} opens an encrypted keyfile; without it the key fails. */
+START_TEST(ctx_password_opens_an_encrypted_keyfile)
+{
+    char f[256];
+    snprintf(f, sizeof f, "%s/node.key", dir);
+    FILE *in = fopen(f, "r");
+    ck_assert_ptr_nonnull(in);
+    EVP_PKEY *k = PEM_read_PrivateKey(in, NULL, NULL, NULL);
+    fclose(in);
+    ck_assert_ptr_nonnull(k);
+    snprintf(f, sizeof f, "%s/node_enc.key", dir);
+    FILE *out = fopen(f, "w");
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(PEM_write_PrivateKey(out, k, EVP_aes_128_cbc(), (unsigned char *)"s3cret",
+                                          6, NULL, NULL), 1);
+    fclose(out);
+    EVP_PKEY_free(k);
+    tls_opts_t o;
+    tls_ctx_t *c = NULL;
+    char err[512];
+    side(&o.server, "node", "ca", 1, 1, 0);
+    side(&o.client, "node", "ca", 1, -1, 0);
+    snprintf(o.server.keyfile, sizeof o.server.keyfile, "%s", f);
+    ck_assert_int_eq(tls_ctx_new(&o, &c, err, sizeof err), -EINVAL); /* no prompt */
+    ck_assert_msg(strstr(err, "server: keyfile") != NULL, "%s", err);
+    snprintf(o.server.password, sizeof o.server.password, "wrong");
+    ck_assert_int_eq(tls_ctx_new(&o, &c, err, sizeof err), -EINVAL);
+    ck_assert_msg(strstr(err, "server: keyfile") != NULL, "%s", err);
+    snprintf(o.server.password, sizeof o.server.password, "s3cret");
+    ck_assert_msg(tls_ctx_new(&o, &c, err, sizeof err) == 0, "%s", err);
+    tls_ctx_free(c);
+}
+END_TEST
+
 START_TEST(ctx_load_reads_an_optfile)
 {
     char f[256], text[2048];
@@ -655,6 +689,7 @@ Suite *tls_suite(void)
     TCase *k = tcase_create("sessions");
     tcase_add_unchecked_fixture(k, pki_setup, pki_teardown);
     tcase_add_test(k, ctx_refusals_name_the_option);
+    tcase_add_test(k, ctx_password_opens_an_encrypted_keyfile);
     tcase_add_test(k, ctx_load_reads_an_optfile);
     tcase_add_loop_test(k, session_handshake_carries_bytes_both_ways, 0, 2);
     tcase_add_test(k, client_refuses_ip_only_certificate_with_hostname_check_failed);
