@@ -21,7 +21,8 @@
          plaintext_peer_is_refused/1,
          hostile_bytes_cost_only_their_connection/1,
          unsupported_optfile_option_stops_etsd_naming_it/1,
-         inet6_tls_runs_the_same_over_ipv6/1]).
+         inet6_tls_runs_the_same_over_ipv6/1,
+         etsd_refused_by_the_cluster_logs_why/1]).
 
 suite() -> [{timetrap, {seconds, 90}}].
 
@@ -39,7 +40,8 @@ all() ->
      plaintext_peer_is_refused,
      hostile_bytes_cost_only_their_connection,
      unsupported_optfile_option_stops_etsd_naming_it,
-     inet6_tls_runs_the_same_over_ipv6].
+     inet6_tls_runs_the_same_over_ipv6,
+     etsd_refused_by_the_cluster_logs_why].
 
 %% ---- Certificates and optfiles -----------------------------------------
 
@@ -310,4 +312,17 @@ inet6_tls_runs_the_same_over_ipv6(Config) ->
     ok = carrier_test_lib:new_both_ways(C6),
     [E] = get(etsds),
     etsd_test_lib:await_log(E, "TLSv1.[23] established", 5000),
+    ok.
+
+%% The other way round: etsd's own certificate is from a CA the cluster
+%% does not trust. The BEAM node refuses it (its alert), etsd logs that
+%% once per attempt and keeps running.
+etsd_refused_by_the_cluster_logs_why(Config) ->
+    Good = carrier_test_lib:start_peer(?config(carrier, Config),
+                                       seed_test_lib:unique("tgood")),
+    E = carrier_test_lib:etsd(with(Config, rogue), Good, []),
+    GN = atom_to_list(element(2, Good)),
+    etsd_test_lib:await_log(E, GN ++ ": TLS (handshake|read): .*alert", 10000),
+    false = etsd_test_lib:log_has(E, GN ++ ": nodeup"),
+    [] = carrier_test_lib:on(Good, erlang, nodes, [hidden]),
     ok.
