@@ -30,13 +30,17 @@ main([Etsd, Dir, LookupsStr, BigStr]) ->
         halt(1)
     end.
 
+%% Extra distribution arguments from the environment (bench_tls.sh runs
+%% everything over TLS with them): Var holds space-separated words.
+dist_args(Var) -> string:lexemes(os:getenv(Var, ""), " ").
+
 uniq(P) -> P ++ "_" ++ os:getpid() ++ "_" ++ integer_to_list(erlang:unique_integer([positive])).
 
 beam(Dir) ->
     {ok, P, Node} = peer:start(#{name => uniq("bench_rpc_beam"), host => "127.0.0.1",
                                  longnames => true, connection => standard_io,
                                  args => ["-setcookie", atom_to_list(erlang:get_cookie()),
-                                          "-pa", Dir]}),
+                                          "-pa", Dir | dist_args("BENCH_ERL_DIST")]}),
     {P, Node}.
 
 own_table(Tab) ->
@@ -48,7 +52,7 @@ own_table(Tab) ->
 etsd(Etsd, Dir) ->
     Name = uniq("etsd_bench_rpc") ++ "@127.0.0.1",
     Args = ["--name", Name, "--cookie", atom_to_list(erlang:get_cookie()),
-            "--log-level", "warn"],
+            "--log-level", "warn" | dist_args("BENCH_ETSD_DIST")],
     Log = filename:join(Dir, "etsd_bench_rpc.log"),
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", "exec \"$0\" \"$@\" 2>>'" ++ Log ++ "'", Etsd | Args]},

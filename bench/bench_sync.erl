@@ -27,6 +27,10 @@ main([Etsd, Dir, NStr, MStr, Fsync]) ->
 
 get_list(K) -> case get(K) of undefined -> []; L -> L end.
 
+%% Extra distribution arguments from the environment (bench_tls.sh runs
+%% everything over TLS with them): Var holds space-separated words.
+dist_args(Var) -> string:lexemes(os:getenv(Var, ""), " ").
+
 uniq(P) -> P ++ "_" ++ os:getpid() ++ "_" ++ integer_to_list(erlang:unique_integer([positive])).
 
 beam(Dir, Opts) ->
@@ -36,7 +40,8 @@ beam(Dir, Opts) ->
                                           "-pa", Dir, "+sbwt", "none",
                                           %% Peers come and go between phases; global must
                                           %% not cut the survivors off from each other.
-                                          "-kernel", "prevent_overlapping_partitions", "false"]}),
+                                          "-kernel", "prevent_overlapping_partitions", "false"
+                                          | dist_args("BENCH_ERL_DIST")]}),
     {ok, _} = erpc:call(Node, seed_app, start, [Opts]),
     {P, Node}.
 
@@ -44,6 +49,7 @@ etsd(Etsd, Dir, Join) ->
     Name = uniq("etsd_bench") ++ "@127.0.0.1",
     Args = ["--name", Name, "--cookie", atom_to_list(erlang:get_cookie()),
             "--join", atom_to_list(Join), "--sync-delay-ms", "0", "--log-level", "info"]
+           ++ dist_args("BENCH_ETSD_DIST")
            ++ case get(fsync) of
                   "none" -> [];
                   F -> ["--data-dir", filename:join(Dir, uniq("data")), "--fsync", F]

@@ -178,7 +178,9 @@ static void dns_lookup(cluster_t *c)
     if (!(req = mem_calloc(1, sizeof *req)))
         return;
     req->data = c;
-    hints.ai_family = AF_UNSPEC;
+    /* The carrier's records: A for inet_*, AAAA for inet6_* (node names
+     * B@IP must be addresses of that family, as erl's would be). */
+    hints.ai_family = cfg->family == AF_INET6 ? AF_INET6 : AF_INET;
     hints.ai_socktype = SOCK_STREAM;
     rc = uv_getaddrinfo(node_loop(c->node), req, dns_cb, cfg->dns, NULL, &hints);
     if (rc < 0) {

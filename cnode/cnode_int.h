@@ -366,6 +366,12 @@ typedef struct conn_limits {
     unsigned setup_ms;      /* handshake time limit (BEAM net_setuptime: 7 s) */
     uint64_t max_frame;
     uint64_t max_queue;
+    int family;             /* AF_INET (inet_*) or AF_INET6 (inet6_*): EPMD
+                               look-ups and connects use it; 0 is AF_INET */
+    struct tls_ctx *tls;    /* inet_tls/inet6_tls: every connection runs
+                               TLS (tls.h), borrowed; NULL: plain TCP */
+    int shortnames;         /* -sname: peer host names follow its rules
+                               (epmd_check_host()); 0: long names */
 } conn_limits_t;
 
 /* Accepts one pending connection from server and starts the acceptor

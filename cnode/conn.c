@@ -1,7 +1,8 @@
 /* conn.c: one peer connection on the libuv loop: EPMD look-up and TCP
  * connect (initiator) or accept, the handshake (handshake.c), then frames
  * with a 4-byte length, ticks at net_ticktime/4, a tick timeout at
- * net_ticktime, and a byte-limited write queue that cuts off slow readers. */
+ * net_ticktime, and a byte-limited write queue that cuts off slow readers.
+ * With a TLS context (inet_tls) all of it runs inside TLS (tls.c). */
 #include "cnode/cnode_int.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 
 #include "cnode/epmd.h"
 #include "cnode/log.h"
+#include "cnode/tls.h"
 #include "term/mem.h"
 
 /* Per connection; big frames are assembled by the frame parser anyway. */
@@ -24,6 +26,13 @@ typedef struct wr {
     struct wr *next;
 } wr_t;
 
+/* A frame waiting to be encrypted (TLS). */
+typedef struct tq {
+    struct tq *next;
+    char *buf;             /* owned */
+    size_t len, off;
+} tq_t;
+
 struct conn {
     uv_loop_t *loop;
     uv_tcp_t tcp;
@@ -31,7 +40,7 @@ struct conn {
     uv_timer_t pause;      /* ends a read pause (CONN_BULK_PAUSE_MS) */
     conn_state_t state;
     int initiator;
-    int handles_open;      /* tcp + timer + pause not yet closed */
+    int handles_open;      /* tcp + timer + pause + flush not yet closed */
     int frozen;            /* conn_freeze(): reading never restarts */
     int streak;            /* the last read with frames ended in a pause */
     uint64_t pause_end;    /* uv_now() when the last pause ended */
@@ -50,6 +59,20 @@ struct conn {
     uint64_t pend_bytes;
     uint64_t rx, rx_seen, tx, tx_seen;
     unsigned missed;
+    tls_t *tls;            /* inet_tls: the session, else NULL */
+    /* TLS: frames written and not yet encrypted, in order (buffers owned).
+     * The loop encrypts at most CONN_TLS_SLICE bytes of them per turn, so
+     * a 44 MB sync never holds it, and small frames of one turn share one
+     * record and one write. */
+    struct tq *tq_head, *tq_tail;
+    uint64_t tq_bytes;
+    uv_idle_t flush;       /* active while tq holds frames */
+    int tls_failed;        /* an alert is on its way; then close */
+    /* inet_tls_dist runs the socket in {packet, 4} from the start, so the
+     * handshake messages inside TLS have 4-byte lengths: one is gathered
+     * here and handed to hs_feed() with the 2-byte length it expects. */
+    uint8_t hs4[4 + HS_MAX_MSG];
+    size_t hs4_have;
 };
 
 static void conn_maybe_free(conn_t *c)
@@ -57,6 +80,13 @@ static void conn_maybe_free(conn_t *c)
     if (c->handles_open > 0 || c->epmd_pending || c->in_callback)
         return;
     frame_parser_release(&c->fp);
+    tls_free(c->tls);
+    while (c->tq_head) {
+        struct tq *q = c->tq_head;
+        c->tq_head = q->next;
+        mem_free(q->buf);
+        mem_free(q);
+    }
     mem_free(c->rbuf);
     mem_free(c);
 }
@@ -73,7 +103,7 @@ conn_state_t conn_state(const conn_t *c) { return c->state; }
 int conn_is_initiator(const conn_t *c) { return c->initiator; }
 uint32_t conn_peer_creation(const conn_t *c) { return c->hs.peer_creation; }
 uint64_t conn_peer_flags(const conn_t *c) { return c->hs.peer_flags; }
-uint64_t conn_queued(const conn_t *c) { return c->queued + c->pend_bytes; }
+uint64_t conn_queued(const conn_t *c) { return c->queued + c->pend_bytes + c->tq_bytes; }
 /* Paused exactly while the one-shot pause timer is pending (closing stops
  * it; libuv stops it before its callback runs). */
 int conn_read_paused(const conn_t *c)
@@ -96,10 +126,19 @@ static void close_handles(conn_t *c)
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
     uv_close((uv_handle_t *)&c->pause, handle_closed);
+    uv_close((uv_handle_t *)&c->flush, handle_closed);
 }
+
+static int tls_pump(conn_t *c, uint64_t budget, int close_after);
 
 void conn_close(conn_t *c, int status, const char *reason)
 {
+    if (c->state == CONN_CLOSED)
+        return;
+    /* Frames gathered for TLS this turn go to the socket like any written
+     * frame (a clean shutdown's last messages, say). */
+    if (c->tls && c->tq_head && c->state == CONN_UP)
+        (void)tls_pump(c, UINT64_MAX, 0);
     if (c->state == CONN_CLOSED)
         return;
     int was_up = c->state == CONN_UP;
@@ -140,7 +179,7 @@ static void written(uv_write_t *req, int status)
     }
 }
 
-static int write_now(conn_t *c, char *buf, size_t len, int close_after)
+static int write_raw(conn_t *c, char *buf, size_t len, int close_after)
 {
     wr_t *w = mem_alloc(sizeof *w);
     if (!w) {
@@ -164,6 +203,105 @@ static int write_now(conn_t *c, char *buf, size_t len, int close_after)
     return 0;
 }
 
+/* Bytes of plaintext encrypted per loop turn (about a millisecond), and
+ * the size under which frames are copied together into one record. */
+#define CONN_TLS_SLICE (256 * 1024)
+#define CONN_TLS_GATHER (16 * 1024)
+
+/* Encrypts queued frames, about budget bytes of them, and writes the
+ * result (close_after on the last write). Small frames are gathered into
+ * one record; a large one is encrypted slice by slice from its own
+ * buffer. 0 or a negative errno (the connection is left to the caller). */
+static int tls_pump(conn_t *c, uint64_t budget, int close_after)
+{
+    cbuf_t net, small;
+    cbuf_init(&net);
+    cbuf_init(&small);
+    uint64_t done = 0;
+    int rc = 0;
+    while (c->tq_head && done < budget && rc == 0) {
+        tq_t *q = c->tq_head;
+        size_t n = q->len - q->off;
+        if (n <= CONN_TLS_GATHER) {
+            rc = cbuf_put(&small, q->buf + q->off, n);
+        } else {
+            if (small.len) {
+                rc = tls_write(c->tls, small.data, small.len, &net);
+                small.len = 0;
+            }
+            if (n > CONN_TLS_SLICE && budget != UINT64_MAX)
+                n = CONN_TLS_SLICE;
+            if (rc == 0)
+                rc = tls_write(c->tls, q->buf + q->off, n, &net);
+        }
+        if (rc < 0)
+            break;
+        q->off += n;
+        c->tq_bytes -= n;
+        done += n;
+        if (q->off == q->len) {
+            c->tq_head = q->next;
+            if (!c->tq_head)
+                c->tq_tail = NULL;
+            mem_free(q->buf);
+            mem_free(q);
+        }
+    }
+    if (rc == 0 && small.len)
+        rc = tls_write(c->tls, small.data, small.len, &net);
+    cbuf_release(&small);
+    if (!c->tq_head)
+        uv_idle_stop(&c->flush);
+    if (rc < 0) {
+        cbuf_release(&net);
+        return rc;
+    }
+    if (net.len == 0) { /* waits in the session for the TLS handshake */
+        if (close_after)
+            conn_close(c, -EACCES, c->hs.why ? c->hs.why : "handshake refused");
+        return 0;
+    }
+    return write_raw(c, net.data, net.len, close_after);
+}
+
+static void on_flush(uv_idle_t *h)
+{
+    conn_t *c = h->data;
+    if (c->state == CONN_CLOSED)
+        return;
+    int rc = tls_pump(c, CONN_TLS_SLICE, 0);
+    if (rc < 0)
+        conn_close(c, rc, "write failed");
+}
+
+/* Writes buf (taking it), through TLS when the connection has it: queued,
+ * and encrypted from the next loop turn on (close_after: all at once). */
+static int write_now(conn_t *c, char *buf, size_t len, int close_after)
+{
+    if (!c->tls)
+        return write_raw(c, buf, len, close_after);
+    tq_t *q = mem_alloc(sizeof *q);
+    if (!q) {
+        mem_free(buf);
+        return -ENOMEM;
+    }
+    q->next = NULL;
+    q->buf = buf;
+    q->len = len;
+    q->off = 0;
+    if (c->tq_tail)
+        c->tq_tail->next = q;
+    else
+        c->tq_head = q;
+    c->tq_tail = q;
+    c->tq_bytes += len;
+    if (close_after)
+        return tls_pump(c, UINT64_MAX, 1);
+    if (!uv_is_active((uv_handle_t *)&c->flush))
+        uv_idle_start(&c->flush, on_flush);
+    return 0;
+}
+
 /* Writes what the handshake produced in out, and empties out. */
 static int write_cbuf(conn_t *c, cbuf_t *out, int close_after)
 {
@@ -172,11 +310,30 @@ static int write_cbuf(conn_t *c, cbuf_t *out, int close_after)
             conn_close(c, -EACCES, c->hs.why ? c->hs.why : "handshake refused");
         return 0;
     }
+    if (c->tls) {
+        /* 2-byte handshake lengths become 4-byte ones ({packet, 4}). */
+        cbuf_t w;
+        cbuf_init(&w);
+        for (size_t i = 0; i + 2 <= out->len;) {
+            size_t n = get16(out->data + i);
+            if (i + 2 + n > out->len || cbuf_put32(&w, (uint32_t)n) < 0 ||
+                cbuf_put(&w, out->data + i + 2, n) < 0) {
+                cbuf_release(&w);
+                return -ENOMEM;
+            }
+            i += 2 + n;
+        }
+        cbuf_release(out);
+        char *buf = w.data;
+        size_t len = w.len;
+        return write_now(c, buf, len, close_after);
+    }
     char *buf = out->data;
     size_t len = out->len;
     cbuf_init(out);
     return write_now(c, buf, len, close_after);
 }
+
 
 int conn_send(conn_t *c, char *buf, size_t len)
 {
@@ -390,29 +547,129 @@ static void pause_reading(conn_t *c)
     uv_timer_start(&c->pause, on_pause_end, CONN_BULK_PAUSE_MS, 0);
 }
 
+/* TLS: gathers one 4-byte-length handshake message and feeds it to the
+ * handshake with a 2-byte length. Returns bytes consumed, or -1 when the
+ * connection closed. */
+static ssize_t feed_handshake4(conn_t *c, const char *p, size_t len)
+{
+    size_t take = 0;
+    if (c->hs4_have < 4) {
+        take = 4 - c->hs4_have < len ? 4 - c->hs4_have : len;
+        memcpy(c->hs4 + c->hs4_have, p, take);
+        c->hs4_have += take;
+        if (c->hs4_have < 4)
+            return (ssize_t)take;
+    }
+    uint32_t n = get32(c->hs4);
+    if (n == 0 || n > HS_MAX_MSG) {
+        c->hs.why = "handshake message length out of range";
+        handshake_error(c, -EPROTO);
+        return -1;
+    }
+    size_t more = 4 + n - c->hs4_have;
+    if (more > len - take)
+        more = len - take;
+    memcpy(c->hs4 + c->hs4_have, p + take, more);
+    c->hs4_have += more;
+    take += more;
+    if (c->hs4_have < 4 + n)
+        return (ssize_t)take;
+    c->hs4_have = 0;
+    uint8_t msg[2 + HS_MAX_MSG];
+    msg[0] = (uint8_t)(n >> 8);
+    msg[1] = (uint8_t)n;
+    memcpy(msg + 2, c->hs4 + 4, n);
+    ssize_t used = feed_handshake(c, (const char *)msg, 2 + n);
+    if (used < 0)
+        return -1;
+    if ((size_t)used != 2 + n) {
+        c->hs.why = "handshake message with trailing bytes";
+        handshake_error(c, -EPROTO);
+        return -1;
+    }
+    return (ssize_t)take;
+}
+
+static void process(conn_t *c, const char *p, size_t len);
+
+/* TLS: decrypts what arrived and sends what the session answers. A failed
+ * TLS handshake is logged once, its alert is sent, and the connection
+ * closes when that is out (or at the handshake time limit). */
+static void on_read_tls(conn_t *c, const char *p, size_t len)
+{
+    cbuf_t plain, net;
+    cbuf_init(&plain);
+    cbuf_init(&net);
+    int was_established = tls_established(c->tls);
+    int rc = tls_feed(c->tls, p, len, &plain, &net);
+    if (rc < 0) {
+        cbuf_release(&plain);
+        const char *why = tls_why(c->tls);
+        if (rc == -ECONNRESET)
+            log_info("%s: %s", who(c), why);
+        else
+            log_warn("%s: %s", who(c), why);
+        c->tls_failed = 1;
+        c->hs.why = why;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        if (net.len > 0 && c->state != CONN_UP) {
+            if (write_raw(c, net.data, net.len, 1) < 0)
+                conn_close(c, rc, why);
+        } else {
+            cbuf_release(&net);
+            conn_close(c, c->state == CONN_UP ? 0 : rc, why);
+        }
+        return;
+    }
+    if (!was_established && tls_established(c->tls))
+        log_debug("%s: %s established", who(c), tls_version(c->tls));
+    if (net.len > 0 && write_raw(c, net.data, net.len, 0) < 0) {
+        cbuf_release(&plain);
+        conn_close(c, -EIO, "write failed");
+        return;
+    }
+    if (plain.len > 0)
+        process(c, plain.data, plain.len);
+    cbuf_release(&plain);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
-    if (c->state == CONN_CLOSED)
+    if (c->state == CONN_CLOSED || c->tls_failed)
         return;
     if (nread < 0) {
         int up = c->state == CONN_UP;
         const char *why = nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread);
         if (up)
             log_info("%s: %s", who(c), why);
+        else if (c->tls && !tls_established(c->tls))
+            log_warn("%s: TLS handshake failed: %s", who(c), why);
         else
             log_warn("%s: handshake failed: %s", who(c), why);
         conn_close(c, up ? 0 : -ECONNRESET, why);
         return;
     }
     c->rx += (uint64_t)nread;
-    const char *p = buf->base;
-    size_t len = (size_t)nread;
+    if (c->tls) {
+        c->in_callback++;
+        on_read_tls(c, buf->base, (size_t)nread);
+        c->in_callback--;
+        if (c->state == CONN_CLOSED)
+            conn_maybe_free(c);
+        return;
+    }
+    process(c, buf->base, (size_t)nread);
+}
+
+/* Handshake bytes, then frames, as they arrived (or came out of TLS). */
+static void process(conn_t *c, const char *p, size_t len)
+{
     unsigned frames = 0, may_wait = 0; /* ticks count as neither */
     c->in_callback++;
     while (len > 0 && c->state != CONN_CLOSED) {
         if (c->state == CONN_HANDSHAKE) {
-            ssize_t used = feed_handshake(c, p, len);
+            ssize_t used = c->tls ? feed_handshake4(c, p, len) : feed_handshake(c, p, len);
             if (used < 0)
                 break;
             p += used;
@@ -483,10 +740,12 @@ static int conn_alloc(uv_loop_t *loop, const hs_t *hs_template, const conn_limit
     }
     uv_timer_init(loop, &c->timer);
     uv_timer_init(loop, &c->pause);
+    uv_idle_init(loop, &c->flush);
+    c->flush.data = c;
     c->tcp.data = c;
     c->timer.data = c;
     c->pause.data = c;
-    c->handles_open = 3;
+    c->handles_open = 4;
     *out = c;
     return 0;
 }
@@ -500,6 +759,34 @@ static uint32_t random32(void)
         v = (uint32_t)(tv.tv_usec ^ (tv.tv_sec << 12) ^ (uintptr_t)&v);
     }
     return v;
+}
+
+/* inet_tls: starts the TLS session (a client sends its hello at once);
+ * the distribution handshake written after this waits inside it. For a
+ * client, host is the host part of the peer's name (the certificate
+ * check). Nothing to do without TLS. */
+static int tls_begin(conn_t *c, int server, const char *host)
+{
+    if (!c->lim.tls)
+        return 0;
+    int rc = tls_new(c->lim.tls, server, host, &c->tls);
+    if (rc < 0 || server)
+        return rc;
+    cbuf_t net;
+    cbuf_init(&net);
+    rc = tls_start(c->tls, &net);
+    if (rc < 0) {
+        log_warn("%s: %s", who(c), tls_why(c->tls));
+        cbuf_release(&net);
+        return rc;
+    }
+    return net.len ? write_raw(c, net.data, net.len, 0) : 0;
+}
+
+static const char *peer_host(const conn_t *c)
+{
+    const char *at = strchr(c->peer, '@');
+    return at ? at + 1 : "";
 }
 
 int conn_accept(uv_stream_t *server, const hs_t *hs_template, const conn_limits_t *lim,
@@ -533,7 +820,9 @@ int conn_accept(uv_stream_t *server, const hs_t *hs_template, const conn_limits_
     uv_tcp_nodelay(&c->tcp, 1);
     c->state = CONN_HANDSHAKE;
     uv_timer_start(&c->timer, on_tick, lim->setup_ms, 0);
-    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    rc = tls_begin(c, 1, NULL);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0) {
         close_handles(c);
         return rc;
@@ -558,7 +847,9 @@ static void on_connected(uv_connect_t *req, int status)
     c->state = CONN_HANDSHAKE;
     cbuf_t out;
     cbuf_init(&out);
-    int rc = hs_start(&c->hs, &out);
+    int rc = tls_begin(c, 0, peer_host(c));
+    if (rc == 0)
+        rc = hs_start(&c->hs, &out);
     if (rc == 0)
         rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc == 0)
@@ -609,6 +900,11 @@ int conn_connect(uv_loop_t *loop, const char *peer, const hs_t *hs_template,
 {
     char alive[HS_NAME_MAX], host[HS_NAME_MAX];
     int rc = node_split_name(peer, alive, host);
+    if (rc == 0 && epmd_check_host(host, !lim->shortnames, lim->family) < 0) {
+        log_warn("%s: illegal host name for %s names over %s", peer,
+                 lim->shortnames ? "short" : "long", lim->family == AF_INET6 ? "IPv6" : "IPv4");
+        rc = -EINVAL;
+    }
     if (rc < 0)
         return rc;
     conn_t *c;
@@ -620,7 +916,7 @@ int conn_connect(uv_loop_t *loop, const char *peer, const hs_t *hs_template,
     strcpy(c->peer, peer);
     c->initiator = 1;
     c->state = CONN_RESOLVING;
-    rc = epmd_port_please(loop, host, alive, on_port, c);
+    rc = epmd_port_please(loop, host, alive, lim->family ? lim->family : AF_INET, on_port, c);
     if (rc < 0) {
         close_handles(c);
         return rc;
@@ -727,7 +1023,9 @@ int conn_open_fd(uv_loop_t *loop, uv_os_sock_t fd, hs_role_t role, const char *p
     uv_timer_start(&c->timer, on_tick, lim->setup_ms, 0);
     cbuf_t hello;
     cbuf_init(&hello);
-    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    rc = tls_begin(c, !c->initiator, peer_host(c));
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc == 0 && c->initiator) {
         rc = hs_start(&c->hs, &hello);
         if (rc == 0)

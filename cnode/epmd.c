@@ -5,6 +5,7 @@
 #include "cnode/cnode_int.h"
 #include "cnode/epmd.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,7 @@ struct epmd_reg {
     cbuf_t out, in;
     char alive[HS_NAME_MAX];
     uint16_t port;
+    int family;
     epmd_reg_cb cb;
     void *data;
     int tcp_open;      /* tcp handle initialized and not yet closed */
@@ -287,8 +289,12 @@ static void reg_connect(epmd_reg_t *r)
 {
     if (r->stopping)
         return;
-    struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", epmd_port(), &sa);
+    /* erl_epmd:do_register_node/3: the loopback address of the family. */
+    struct sockaddr_storage sa;
+    if (r->family == AF_INET6)
+        uv_ip6_addr("::1", epmd_port(), (struct sockaddr_in6 *)&sa);
+    else
+        uv_ip4_addr("127.0.0.1", epmd_port(), (struct sockaddr_in *)&sa);
     if (uv_tcp_init(r->loop, &r->tcp) < 0) {
         uv_timer_start(&r->retry, reg_retry, 1000, 0);
         return;
@@ -300,17 +306,20 @@ static void reg_connect(epmd_reg_t *r)
         reg_close_tcp(r);
 }
 
-int epmd_register(uv_loop_t *loop, const char *alive, uint16_t port, epmd_reg_cb cb,
-                  void *data, epmd_reg_t **out)
+int epmd_register(uv_loop_t *loop, const char *alive, uint16_t port, int family,
+                  epmd_reg_cb cb, void *data, epmd_reg_t **out)
 {
     if (strlen(alive) == 0 || strlen(alive) >= HS_NAME_MAX)
         return -EINVAL;
+    if (family != AF_INET && family != AF_INET6)
+        return -EAFNOSUPPORT;
     epmd_reg_t *r = mem_calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
     r->loop = loop;
     strcpy(r->alive, alive);
     r->port = port;
+    r->family = family;
     r->cb = cb;
     r->data = data;
     cbuf_init(&r->out);
@@ -467,9 +476,11 @@ static void q_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
         q_finish(q, rc);
 }
 
-int epmd_port_please(uv_loop_t *loop, const char *host, const char *alive,
+int epmd_port_please(uv_loop_t *loop, const char *host, const char *alive, int family,
                      epmd_port_cb cb, void *data)
 {
+    if (family != AF_INET && family != AF_INET6)
+        return -EAFNOSUPPORT;
     epmd_q_t *q = mem_calloc(1, sizeof *q);
     if (!q)
         return -ENOMEM;
@@ -488,7 +499,9 @@ int epmd_port_please(uv_loop_t *loop, const char *host, const char *alive,
     q->gai.data = q;
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_INET; /* protocol 0 in EPMD is IPv4 TCP */
+    hints.ai_family = family; /* inet:getaddr(Host, Family), as erl_epmd */
+    if (family == AF_INET6)
+        hints.ai_flags = AI_V4MAPPED; /* inet6 reaches IPv4 hosts as ::ffff:a.b.c.d */
     hints.ai_socktype = SOCK_STREAM;
     rc = uv_getaddrinfo(loop, &q->gai, q_resolved, host, NULL, &hints);
     if (rc < 0) {
@@ -636,4 +649,20 @@ int epmd_names(uv_loop_t *loop, const struct sockaddr_in *epmd, epmd_names_cb cb
         return rc;
     }
     return 0;
+}
+
+/* Host rules ------------------------------------------------------------ */
+
+int epmd_check_host(const char *host, int longnames, int family)
+{
+    unsigned char ip[16];
+    if (!host[0])
+        return -EINVAL;
+    if (!strchr(host, '.'))
+        /* inet_tcp_dist:splitnode/3: a dotless long name host must parse
+         * as an address of the carrier's family (inet:parse_strict_address). */
+        return !longnames || inet_pton(family == AF_INET6 ? AF_INET6 : AF_INET, host, ip) == 1
+                   ? 0
+                   : -EINVAL;
+    return longnames ? 0 : -EINVAL;
 }

@@ -23,6 +23,7 @@
 #include "cnode/replicate.h"
 #include "cnode/rpc.h"
 #include "cnode/rpc_exec.h"
+#include "cnode/tls.h"
 #include "store/store.h"
 #include "term/mem.h"
 
@@ -42,7 +43,10 @@ static const char usage[] =
     "  --max-frame BYTES --max-queue BYTES  incoming frame and per-peer\n"
     "                                   outgoing queue limits\n"
     "  --otp-release N                  term semantics of OTP N (25, 27, ...);\n"
-    "                                   default: the oldest release connected\n";
+    "                                   default: the oldest release connected\n"
+    "  --proto-dist inet_tcp|inet6_tcp|inet_tls|inet6_tls  as erl -proto_dist\n"
+    "  --ssl-dist-optfile F             as erl -ssl_dist_optfile (for *_tls)\n"
+    "  --tls-hostname-check otp25|otp27 match server certificates as that OTP does\n";
 
 /* --otp-release, 0 when absent: kept here, as only main uses it. */
 static int otp_release_flag;
@@ -208,10 +212,53 @@ static int add_join(node_config_t *cfg, char *list)
     return 0;
 }
 
+/* --proto-dist, --ssl-dist-optfile and --tls-hostname-check: the carrier,
+ * and the TLS contexts (cfg->tls, freed by main) built from the optfile.
+ * 0 or 2. */
+static int parse_proto(const char *proto, const char *optfile, const char *host_rule,
+                       node_config_t *cfg)
+{
+    if (host_rule && strcmp(host_rule, "otp25") != 0 && strcmp(host_rule, "otp27") != 0) {
+        fprintf(stderr, "etsd: --tls-hostname-check: want otp25 or otp27\n");
+        return 2;
+    }
+    static const char *const protos[] = {"inet_tcp", "inet6_tcp", "inet_tls", "inet6_tls"};
+    int k = 0;
+    while (k < 4 && strcmp(proto, protos[k]) != 0)
+        k++;
+    if (k == 4) {
+        fprintf(stderr, "etsd: --proto-dist: '%s' is not inet_tcp, inet6_tcp, inet_tls or "
+                        "inet6_tls\n", proto);
+        return 2;
+    }
+    cfg->family = k % 2 ? AF_INET6 : AF_INET;
+    if (k < 2) {
+        if (optfile || host_rule) {
+            fprintf(stderr, "etsd: --%s needs --proto-dist inet_tls or inet6_tls\n",
+                    optfile ? "ssl-dist-optfile" : "tls-hostname-check");
+            return 2;
+        }
+        return 0;
+    }
+    if (!optfile) {
+        fprintf(stderr, "etsd: --proto-dist %s needs --ssl-dist-optfile\n", proto);
+        return 2;
+    }
+    char err[512];
+    if (tls_ctx_load(optfile, &cfg->tls, err, sizeof err) < 0) {
+        fprintf(stderr, "etsd: --ssl-dist-optfile %s: %s\n", optfile, err);
+        return 2;
+    }
+    if (host_rule && strcmp(host_rule, "otp27") == 0)
+        tls_ctx_set_host_rule(cfg->tls, TLS_HOST_OTP27);
+    return 0;
+}
+
 /* Returns 0 to run, 1 for --help/--version done, 2 for a usage error. */
 static int parse_args(int argc, char **argv, node_config_t *cfg)
 {
     const char *name = NULL, *sname = NULL, *cookie = NULL, *cookie_file = NULL;
+    const char *proto = "inet_tcp", *optfile = NULL, *host_rule = NULL;
     node_config_defaults(cfg);
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
@@ -242,7 +289,7 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             "--basename", "--table", "--keypos", "--pubsub", "--pool-size",
             "--topic-new", "--topic-sync", "--sync-delay-ms", "--data-dir", "--fsync",
             "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue",
-            "--otp-release", NULL};
+            "--otp-release", "--proto-dist", "--ssl-dist-optfile", "--tls-hostname-check", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], arg) != 0)
             k++;
@@ -323,6 +370,12 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             if (parse_uint(arg, val, UINT32_MAX, &u) < 0 || u < 1024)
                 return 2;
             cfg->max_frame = u;
+        } else if (strcmp(arg, "--proto-dist") == 0) {
+            proto = val;
+        } else if (strcmp(arg, "--ssl-dist-optfile") == 0) {
+            optfile = val;
+        } else if (strcmp(arg, "--tls-hostname-check") == 0) {
+            host_rule = val;
         } else if (strcmp(arg, "--max-queue") == 0) {
             if (parse_uint(arg, val, 1ULL << 40, &u) < 0 || u < 1024)
                 return 2;
@@ -384,7 +437,7 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
         fprintf(stderr, "etsd: --dns and --basename go together\n");
         return 2;
     }
-    return 0;
+    return parse_proto(proto, optfile, host_rule, cfg);
 }
 
 /* ---- Services ------------------------------------------------------------ */
@@ -511,8 +564,10 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &cfg);
     if (rc == 1)
         return 0;
-    if (rc != 0)
+    if (rc != 0) {
+        tls_ctx_free(cfg.tls);
         return 2;
+    }
     log_set_level(cfg.log_level);
 
     uv_loop_t loop;
@@ -543,6 +598,7 @@ int main(int argc, char **argv)
     services_free(&sv);
     node_free(n);
     uv_loop_close(&loop);
+    tls_ctx_free(cfg.tls);
     log_info("etsd stopped");
     return 0;
 
@@ -554,5 +610,6 @@ fail_node:
     node_free(n);
 fail_loop:
     uv_loop_close(&loop);
+    tls_ctx_free(cfg.tls);
     return 1;
 }

@@ -169,6 +169,7 @@ void node_config_defaults(node_config_t *c)
     c->fsync_ms = 1000;
     c->max_frame = 1536ULL * 1024 * 1024;
     c->max_queue = 2560ULL * 1024 * 1024;
+    c->family = AF_INET;
 }
 
 uv_loop_t *node_loop(node_t *n) { return n->loop; }
@@ -1773,6 +1774,15 @@ int node_new(uv_loop_t *loop, const node_config_t *cfg, node_t **out)
     n->lim.setup_ms = 7000;
     n->lim.max_frame = cfg->max_frame;
     n->lim.max_queue = cfg->max_queue;
+    n->lim.family = cfg->family == AF_INET6 ? AF_INET6 : AF_INET;
+    n->lim.tls = cfg->tls;
+    n->lim.shortnames = !cfg->longnames;
+    if (epmd_check_host(n->host, cfg->longnames, n->lim.family) < 0) {
+        log_error("bad node name '%s': with %s names over %s its host is illegal", cfg->name,
+                  cfg->longnames ? "long" : "short", n->lim.family == AF_INET6 ? "IPv6" : "IPv4");
+        rc = -EINVAL;
+        goto fail_node;
+    }
 
     rc = uv_tcp_init(loop, &n->listener);
     if (rc < 0)
@@ -1783,8 +1793,12 @@ int node_new(uv_loop_t *loop, const node_config_t *cfg, node_t **out)
     n->idle.data = n;
     n->handles_open++;
 
-    struct sockaddr_in sa;
-    uv_ip4_addr("0.0.0.0", cfg->port, &sa);
+    /* inet6_*: "::" without IPV6_V6ONLY takes IPv4 peers too (dual-stack). */
+    struct sockaddr_storage sa;
+    if (n->lim.family == AF_INET6)
+        uv_ip6_addr("::", cfg->port, (struct sockaddr_in6 *)&sa);
+    else
+        uv_ip4_addr("0.0.0.0", cfg->port, (struct sockaddr_in *)&sa);
     rc = uv_tcp_bind(&n->listener, (const struct sockaddr *)&sa, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&n->listener, 128, on_connection);
@@ -1795,9 +1809,11 @@ int node_new(uv_loop_t *loop, const node_config_t *cfg, node_t **out)
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     uv_tcp_getsockname(&n->listener, (struct sockaddr *)&ss, &sl);
-    n->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    n->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 
-    rc = epmd_register(loop, n->alive, (uint16_t)n->port, on_registered, n, &n->epmd);
+    rc = epmd_register(loop, n->alive, (uint16_t)n->port, n->lim.family, on_registered, n,
+                       &n->epmd);
     if (rc < 0)
         goto fail_handles;
     /* Wait (running the loop) for the creation: every pid carries it, so

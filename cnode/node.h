@@ -60,6 +60,11 @@ typedef struct node_config {
     uint64_t max_frame;           /* incoming frame limit, default 1.5 GiB */
     uint64_t max_queue;           /* per-connection outgoing bytes before a
                                      slow reader is cut off, default 2.5 GiB */
+    /* carrier (--proto-dist, --ssl-dist-optfile) */
+    int family;                   /* AF_INET (default) or AF_INET6: EPMD,
+                                     listening (dual-stack) and connecting */
+    struct tls_ctx *tls;          /* TLS for every connection (tls.h), or
+                                     NULL; owned by the caller */
 } node_config_t;
 
 /* Fills c with the defaults above (name and cookie empty). */

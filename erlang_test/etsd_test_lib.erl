@@ -87,6 +87,9 @@ unique_name(Prefix) ->
 %%   config   => CT Config (its priv_dir gets the log file)   (or dir => Dir)
 %%   name     => name prefix (default "etsd"); a unique suffix is added
 %%   sname    => true for --sname (host: this machine's short name)
+%%   host     => the host of --name (default "127.0.0.1"; "::1" for IPv6)
+%%   wrap     => a command (list of strings) that runs etsd, given as its
+%%               last arguments (os_pid is then the wrapper's)
 %%   args     => extra command line arguments (list of strings)
 %%   cookie   => cookie atom (default: this node's); none: no --cookie
 %%   env      => [{Var, Value}] added to etsd's environment
@@ -113,15 +116,16 @@ start_etsd(Opts) when is_map(Opts) ->
                 {ok, Host} = inet:gethostname(),
                 {["--sname", Name], list_to_atom(Name ++ "@" ++ Host)};
             false ->
-                {["--name", Name ++ "@127.0.0.1"],
-                 list_to_atom(Name ++ "@127.0.0.1")}
+                Host = maps:get(host, Opts, "127.0.0.1"),
+                {["--name", Name ++ "@" ++ Host],
+                 list_to_atom(Name ++ "@" ++ Host)}
         end,
     Args = NameArgs ++ CookieArgs ++ maps:get(args, Opts, []),
     Log = filename:join(Dir, Name ++ ".log"),
     %% exec: the shell becomes etsd, so the port's os_pid is etsd's pid.
     Port = open_port({spawn_executable, "/bin/sh"},
-                     [{args, ["-c", "exec \"$0\" \"$@\" >>'" ++ Log ++ "' 2>&1",
-                              etsd_path() | Args]},
+                     [{args, ["-c", "exec \"$0\" \"$@\" >>'" ++ Log ++ "' 2>&1"
+                              | maps:get(wrap, Opts, []) ++ [etsd_path() | Args]]},
                       {env, maps:get(env, Opts, [])},
                       exit_status, binary]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),

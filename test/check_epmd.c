@@ -4,7 +4,12 @@
 #include <errno.h>
 #include <string.h>
 
+#include <sys/socket.h>
+
+#include <uv.h>
+
 #include "cnode/cnode_int.h"
+#include "cnode/epmd.h"
 #include "term/mem.h"
 
 START_TEST(alive2_req_bytes_match_spec)
@@ -179,6 +184,69 @@ START_TEST(split_name_accepts_alive_at_host_only)
 }
 END_TEST
 
+START_TEST(split_name_keeps_ipv6_literal_hosts_whole)
+{
+    char a[HS_NAME_MAX], h[HS_NAME_MAX];
+    ck_assert_int_eq(node_split_name("x@::1", a, h), 0);
+    ck_assert_str_eq(a, "x");
+    ck_assert_str_eq(h, "::1");
+    ck_assert_int_eq(node_split_name("app@fdaa:0:1::3", a, h), 0);
+    ck_assert_str_eq(a, "app");
+    ck_assert_str_eq(h, "fdaa:0:1::3");
+}
+END_TEST
+
+/* inet_tcp_dist:splitnode/3, checked against erl: net_kernel:connect_node/1
+ * says "Hostname localhost is illegal" for a long name without a dot. */
+static const struct host_case {
+    int id;
+    const char *host;
+    int longnames, family, rc;
+} host_cases[] = {
+    {1, "127.0.0.1", 1, AF_INET, 0},
+    {2, "app.example.com", 1, AF_INET, 0},
+    {3, "localhost", 1, AF_INET, -EINVAL},
+    {4, "localhost", 1, AF_INET6, -EINVAL},
+    {5, "::1", 1, AF_INET6, 0},
+    {6, "fdaa:0:1::3", 1, AF_INET6, 0},
+    {7, "::1", 1, AF_INET, -EINVAL},
+    {8, "127.0.0.1", 1, AF_INET6, 0},   /* a dot: a name as far as splitnode goes */
+    {9, "fdaa::zz", 1, AF_INET6, -EINVAL},
+    {10, "myhost", 0, AF_INET, 0},
+    {11, "myhost.example.com", 0, AF_INET, -EINVAL},
+    {12, "::1", 0, AF_INET6, 0},
+    {13, "", 1, AF_INET, -EINVAL},
+};
+
+START_TEST(check_host_follows_splitnode_rules)
+{
+    const struct host_case *k = &host_cases[_i];
+    ck_assert_msg(epmd_check_host(k->host, k->longnames, k->family) == k->rc, "case %d (%s)",
+                  k->id, k->host);
+}
+END_TEST
+
+static void never_port_cb(int status, uint16_t port, const struct sockaddr *addr, void *data)
+{
+    (void)status;
+    (void)port;
+    (void)addr;
+    *(int *)data = 1;
+}
+
+START_TEST(port_please_with_another_family_returns_eafnosupport)
+{
+    uv_loop_t loop;
+    int called = 0;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_int_eq(epmd_port_please(&loop, "::1", "x", AF_UNIX, never_port_cb, &called),
+                     -EAFNOSUPPORT);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(called, 0);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 START_TEST(encode_allocation_failure_returns_enomem_and_keeps_buffer)
 {
     cbuf_t b;
@@ -198,6 +266,10 @@ Suite *epmd_suite(void)
     Suite *s = suite_create("epmd");
     TCase *t = tcase_create("alive2");
     tcase_add_test(t, alive2_req_bytes_match_spec);
+    tcase_add_test(t, split_name_keeps_ipv6_literal_hosts_whole);
+    tcase_add_loop_test(t, check_host_follows_splitnode_rules, 0,
+                        (int)(sizeof host_cases / sizeof host_cases[0]));
+    tcase_add_test(t, port_please_with_another_family_returns_eafnosupport);
     tcase_add_test(t, alive2_req_empty_name_returns_einval);
     tcase_add_test(t, alive2_x_resp_decodes_32bit_creation);
     tcase_add_test(t, alive2_resp_decodes_16bit_creation);

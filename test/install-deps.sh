@@ -7,8 +7,8 @@ set -euo pipefail
 # sanitizer runtime of the default clang (14 on 12, 19 on 13); mmdebstrap and
 # bubblewrap build and enter the roots of newer OTP releases (otp-root.sh).
 packages=(build-essential pkg-config erlang-dev erlang-nox erlang-common-test
-          erlang-doc libuv1-dev check zlib1g-dev rebar3 clang libclang-rt-dev
-          valgrind mmdebstrap bubblewrap)
+          erlang-doc libuv1-dev libssl-dev openssl check zlib1g-dev rebar3 clang
+          libclang-rt-dev valgrind mmdebstrap bubblewrap)
 
 missing=()
 for p in "${packages[@]}"; do
