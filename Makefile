@@ -9,7 +9,9 @@ EI_DIR    = $(lastword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
 CFLAGS   += -std=c11 -Wall -Wextra -Werror $(OPT) -g -D_GNU_SOURCE -D_REENTRANT -pthread \
             -I. -I$(EI_DIR)/include $(SAN)
 LDFLAGS  += -pthread $(SAN)
-LIBS      = -L$(EI_DIR)/lib -lei -luv -lz -lm
+# http_parser is linked statically: the OTP roots that run the suites do not
+# carry its shared library.
+LIBS      = -L$(EI_DIR)/lib -lei -luv -lz -lm -l:libhttp_parser.a -lsystemd
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
 TERM_SRC  = $(wildcard term/*.c)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cnode/log.h"
+#include "cnode/metrics.h"
 #include "term/mem.h"
 
 /* Control message operations (erl_dist_protocol). */
@@ -27,6 +28,16 @@ struct rpc {
     term_buf_t head;    /* the reply around a big return value */
     uint64_t calls;
 };
+
+/* rpc_exec_call(), counted in the metrics by function and outcome. */
+static int exec_call(rpc_t *rp, const char *mod, const char *fun, const void *args,
+                     size_t len, rpc_result_t *res)
+{
+    static const char *const cls[] = {"return", "throw", "exit", "error"};
+    int rc = rpc_exec_call(rp->exec, mod, fun, args, len, res);
+    metrics_rpc(mod, fun, rc < 0 ? "failed" : cls[res->cls]);
+    return rc;
+}
 
 uint64_t rpc_calls(const rpc_t *r)
 {
@@ -403,7 +414,7 @@ static void on_spawn_request(rpc_t *rp, const char *peer, const char *ctl, size_
         }
         /* out of memory: try the ordinary way */
     }
-    rc = rpc_exec_call(rp->exec, q.mod, q.fun, q.args, q.args_len, &rp->res);
+    rc = exec_call(rp, q.mod, q.fun, q.args, q.args_len, &rp->res);
     term_buf_reset(&rp->out);
     if (q.kind == RPC_SPAWN_CAST) {
         node_mbox_close(mb, NULL, 0);
@@ -595,7 +606,7 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m)
         if (t && m->peer && strcmp(m->peer, node_name(rp->node)) != 0 &&
             rex_start_job(rp, m->peer, &from, tag, tag_len, t, table) == 0)
             return;
-        rc = rpc_exec_call(rp->exec, mod, fun, args, args_len, &rp->res);
+        rc = exec_call(rp, mod, fun, args, args_len, &rp->res);
         if (rc < 0)
             goto internal;
         if ((rc = rex_reply(rp, &from, tag, tag_len)) < 0)
@@ -608,7 +619,7 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m)
             strcmp(kind, "cast") != 0)
             goto ignore;
         rp->calls++;
-        (void)rpc_exec_call(rp->exec, mod, fun, args, args_len, &rp->res);
+        (void)exec_call(rp, mod, fun, args, args_len, &rp->res);
         return;
     }
     if (k == 2 && term_peek(&r) == TERM_T_PID && term_get_pid(&r, &from) == 0) {
@@ -631,7 +642,7 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m)
             strcmp(kind, "call") != 0)
             goto ignore;
         rp->calls++;
-        rc = rpc_exec_call(rp->exec, mod, fun, args, args_len, &rp->res);
+        rc = exec_call(rp, mod, fun, args, args_len, &rp->res);
         if (rc < 0)
             goto internal;
         term_buf_reset(&rp->out);
