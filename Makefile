@@ -30,7 +30,7 @@ LIBCNODE = $(BUILD)/libcnode.a
 # Link order: each layer uses only the ones after it.
 LAYERS   = $(LIBCNODE) $(LIBSTORE) $(LIBTERM)
 
-.PHONY: all check ct ct-matrix test deps asan fuzz fuzz-build bench demo clean
+.PHONY: all check ct ct-matrix test deps asan fuzz fuzz-build bench demo clean install
 all: $(BUILD)/etsd $(LAYERS) $(patsubst test/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
 
 $(BUILD)/obj/%.o: %.c
@@ -128,6 +128,27 @@ bench: all $(BENCH_BIN)
 
 demo: deps all
 	@bash erlang_test/demo.sh
+
+# `make install PREFIX=/usr DESTDIR=/tmp/pkg`: the program, its manual page,
+# the systemd unit (ExecStart points into PREFIX) and the sample flags file,
+# which an existing one is never overwritten by.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/etsd
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+install: $(BUILD)/etsd
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/default
+	install -m 0755 $(BUILD)/etsd $(DESTDIR)$(BINDIR)/etsd
+	install -m 0644 dist/etsd.1 $(DESTDIR)$(MANDIR)/man1/etsd.1
+	sed 's|@BINDIR@|$(BINDIR)|g' dist/etsd.service > $(DESTDIR)$(UNITDIR)/etsd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/etsd.service
+	install -m 0644 dist/etsd.default $(DESTDIR)$(DOCDIR)/etsd.default
+	test -e $(DESTDIR)$(SYSCONFDIR)/default/etsd || \
+	  install -m 0644 dist/etsd.default $(DESTDIR)$(SYSCONFDIR)/default/etsd
 
 clean:
 	rm -rf build build-asan build-fuzz _build
