@@ -131,14 +131,15 @@ demo: deps all
 
 # `make install PREFIX=/usr DESTDIR=/tmp/pkg`: the program, its manual page,
 # the systemd unit (ExecStart points into PREFIX) and the sample flags file,
-# which an existing one is never overwritten by.
-PREFIX     ?= /usr/local
+# which an existing one is never overwritten by. Plain `=`: erl exports
+# BINDIR into the environment of everything it runs, tests included.
+PREFIX      = /usr/local
 DESTDIR    ?=
-BINDIR     ?= $(PREFIX)/bin
-MANDIR     ?= $(PREFIX)/share/man
-DOCDIR     ?= $(PREFIX)/share/doc/etsd
-UNITDIR    ?= $(PREFIX)/lib/systemd/system
-SYSCONFDIR ?= /etc
+BINDIR      = $(PREFIX)/bin
+MANDIR      = $(PREFIX)/share/man
+DOCDIR      = $(PREFIX)/share/doc/etsd
+UNITDIR     = $(PREFIX)/lib/systemd/system
+SYSCONFDIR  = /etc
 install: $(BUILD)/etsd
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR) \
 	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/default

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(build-essential pkg-config erlang-dev erlang-nox erlang-common-test
           erlang-doc libuv1-dev check zlib1g-dev rebar3 clang libclang-rt-14-dev
-          valgrind)
+          valgrind libhttp-parser-dev libsystemd-dev prometheus)
 
 missing=()
 for p in "${packages[@]}"; do
