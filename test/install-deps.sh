@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(build-essential pkg-config erlang-dev erlang-nox erlang-common-test
           erlang-doc libuv1-dev check zlib1g-dev rebar3 clang libclang-rt-14-dev
-          valgrind libhttp-parser-dev libsystemd-dev prometheus)
+          valgrind libhttp-parser-dev libsystemd-dev)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -20,6 +20,19 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
+fi
+
+# promtool checks the metrics text: Debian 13 ships it as its own package,
+# Debian 12 only inside prometheus.
+if ! command -v promtool >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    [ ${#missing[@]} -gt 0 ] || $sudo apt-get update -qq
+    echo "install-deps: installing promtool"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        promtool >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        prometheus >/dev/null
 fi
 
 # Distributed Erlang needs epmd; the suites and the demo use the local one.
