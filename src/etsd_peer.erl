@@ -176,13 +176,13 @@ init({Opts, Exec, Owner}) ->
              end,
     Join = case maps:get(join, Opts, []) of
                [] -> [];
-               Js -> ["--join", lists:join(",", [atom_to_list(J) || J <- Js])]
+               Js -> ["--join", lists:flatten(lists:join(",", [atom_to_list(J) || J <- Js]))]
            end,
     Data = case maps:get(data_dir, Opts, undefined) of
                undefined -> [];
                D -> ["--data-dir", D]
            end,
-    Args = NameArgs ++ Cookie ++ lists:flatten([Join]) ++ Data ++ maps:get(args, Opts, []),
+    Args = NameArgs ++ Cookie ++ Join ++ Data ++ maps:get(args, Opts, []),
     LogFd = case maps:get(log, Opts, undefined) of
                 undefined -> undefined;
                 F ->
