@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <http_parser.h>
@@ -555,17 +556,15 @@ static void timeout_cb(uv_timer_t *t)
     conn_close(c);
 }
 
-static void accept_cb(uv_stream_t *ls, int status)
+/* Takes a new connection into s's list; the caller connects c->tcp. */
+static http_conn_t *conn_new(metrics_server_t *s, uv_loop_t *loop)
 {
-    metrics_server_t *s = ls->data;
-    if (status < 0 || s->closing)
-        return;
     http_conn_t *c = mem_calloc(1, sizeof *c);
     if (!c)
-        return;
+        return NULL;
     c->s = s;
-    uv_tcp_init(ls->loop, &c->tcp);
-    uv_timer_init(ls->loop, &c->timer);
+    uv_tcp_init(loop, &c->tcp);
+    uv_timer_init(loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->open = 2;
     s->open++;
@@ -575,15 +574,48 @@ static void accept_cb(uv_stream_t *ls, int status)
     c->pprev = &s->conns;
     s->conns = c;
     s->nconns++;
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0 || s->nconns > METRICS_HTTP_MAX_CONNS) {
-        conn_close(c);
-        return;
-    }
+    return c;
+}
+
+/* Starts reading the request, with its time limit. */
+static int conn_serve(http_conn_t *c)
+{
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     uv_timer_start(&c->timer, timeout_cb, METRICS_HTTP_TIMEOUT_MS, 0);
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) < 0)
+    return uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
+static void accept_cb(uv_stream_t *ls, int status)
+{
+    metrics_server_t *s = ls->data;
+    if (status < 0 || s->closing)
+        return;
+    http_conn_t *c = conn_new(s, ls->loop);
+    if (!c)
+        return;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0 || s->nconns > METRICS_HTTP_MAX_CONNS ||
+        conn_serve(c) < 0)
         conn_close(c);
+}
+
+int metrics_server_open_fd(metrics_server_t *s, uv_os_sock_t fd)
+{
+    if (s->closing)
+        return -EINVAL;
+    http_conn_t *c = conn_new(s, s->listen.loop);
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc < 0)
+        close(fd);
+    else
+        rc = conn_serve(c);
+    if (rc < 0)
+        conn_close(c);
+    return rc;
 }
 
 static void listen_closed_cb(uv_handle_t *h)
@@ -622,8 +654,7 @@ int metrics_parse_listen(const char *spec, struct sockaddr_storage *ss)
     return -EINVAL;
 }
 
-int metrics_server_start(uv_loop_t *loop, const struct sockaddr *addr,
-                         metrics_server_t **out)
+int metrics_server_new(uv_loop_t *loop, metrics_server_t **out)
 {
     metrics_server_t *s = mem_calloc(1, sizeof *s);
     if (!s)
@@ -635,12 +666,22 @@ int metrics_server_start(uv_loop_t *loop, const struct sockaddr *addr,
     }
     s->listen.data = s;
     s->open = 1;
+    *out = s;
+    return 0;
+}
+
+int metrics_server_start(uv_loop_t *loop, const struct sockaddr *addr,
+                         metrics_server_t **out)
+{
+    metrics_server_t *s;
+    int rc = metrics_server_new(loop, &s);
+    if (rc < 0)
+        return rc;
     rc = uv_tcp_bind(&s->listen, addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&s->listen, 64, accept_cb);
     if (rc < 0) {
-        s->closing = 1;
-        uv_close((uv_handle_t *)&s->listen, listen_closed_cb);
+        metrics_server_close(s);
         return rc;
     }
     *out = s;

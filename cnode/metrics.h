@@ -107,6 +107,14 @@ int metrics_parse_listen(const char *spec, struct sockaddr_storage *ss);
  * and then *out is untouched and nothing is left open. */
 int metrics_server_start(uv_loop_t *loop, const struct sockaddr *addr,
                          metrics_server_t **out);
+/* A server that listens nowhere (yet): metrics_server_open_fd() gives it
+ * connections. Same ownership as metrics_server_start(). */
+int metrics_server_new(uv_loop_t *loop, metrics_server_t **out);
+/* Serves one connection on fd, an already connected stream socket (such
+ * as one end of a socketpair in unit tests), as if it had been accepted;
+ * the server owns fd from then on, even when this fails. */
+int metrics_server_open_fd(metrics_server_t *s, uv_os_sock_t fd);
+
 /* Closes the listener and every connection; the server frees itself once
  * the loop has closed them. metrics_server_close(NULL) does nothing. */
 void metrics_server_close(metrics_server_t *s);
