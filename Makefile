@@ -80,12 +80,14 @@ check: all $(BUILD)/check_etsd $(FUZZ_REPLAY)
 # one epmd, and a second etsd_ct@127.0.0.1 would fail to start distributed.
 # OTP=27 or OTP=29 runs the suites with the CT node and every BEAM peer on that
 # release, inside its Debian root (test/otp-root.sh); etsd is the one built here.
-# Each release compiles the suites into its own rebar3 folder.
+# Each release compiles the suites into its own rebar3 folder and logs there
+# (an OTP 25 ct cannot read the log index a newer release wrote).
 OTP ?= 25
 ct: all
+	mkdir -p $(CURDIR)/_build/otp$(OTP)/logs
 	test/otp-root.sh $(OTP) env ETSD_ROOT=$(CURDIR) ETSD_BUILD=$(CURDIR)/$(BUILD) \
 	  REBAR_BASE_DIR=$(CURDIR)/_build/otp$(OTP) \
-	  rebar3 ct --name etsd_ct_$$$$@127.0.0.1 $(CT_ARGS)
+	  rebar3 ct --name etsd_ct_$$$$@127.0.0.1 --logdir $(CURDIR)/_build/otp$(OTP)/logs $(CT_ARGS)
 
 # Every suite on every release the cluster may run.
 ct-matrix: all

@@ -847,7 +847,9 @@ static const char *confine(const char *dir, const char *name, int check_tmp, cha
 /* ets:tab2file/2,3 and file2tab/1,2 over rpc: the file name is taken
  * inside the file folder (relative names) or must lie in it (absolute
  * ones). Returns 1 when *res already holds the answer (a refusal), 0 with
- * *args set to the call's arguments with the checked path, or a negative
+ * *args set to the call's arguments with the checked path, 2 for a call
+ * that is not one of these, 3 for a file argument that is no file name
+ * (ETS's badarg: it never reaches the store unchecked), or a negative
  * errno. */
 static int file_call_confine(rpc_exec_t *x, const char *fun, const rpc_args_t *a,
                              term_buf_t *args, rpc_result_t *res)
@@ -861,8 +863,8 @@ static int file_call_confine(rpc_exec_t *x, const char *fun, const rpc_args_t *a
     else
         return 2;   /* not a file call */
     char name[PATH_MAX], path[PATH_MAX];
-    if (file_arg(a->argv[idx], a->argl[idx], name, sizeof name) < 0)
-        return 2;   /* not a file name: ETS's own badarg */
+    if (idx >= RPC_MAX_ARGS || file_arg(a->argv[idx], a->argl[idx], name, sizeof name) < 0)
+        return 3;
     const char *why = !x->file_dir ? "no_file_dir"
                                    : confine(x->file_dir, name, tab2file, path, sizeof path);
     if (why) {
@@ -918,9 +920,10 @@ static int call_ets(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_res
     term_buf_t fargs;
     term_buf_init(&fargs);
     int rc = file_call_confine(x, fun, a, &fargs, res);
-    if (rc == 1 || rc < 0) {
+    if (rc == 1 || rc == 3 || rc < 0) {
         term_buf_release(&fargs);
-        return rc < 0 ? raise_internal(res, "ets", fun, a, rc) : 0;
+        return rc < 0 ? raise_internal(res, "ets", fun, a, rc)
+               : rc == 3 ? ets_badarg(x, fun, a, res) : 0;
     }
     if (rc == 0)
         rc = store_ets_call(x->store, fun, fargs.data, fargs.len, &res->value);
