@@ -44,6 +44,10 @@ base(Config, Extra) ->
 
 joined_etsd_receives_a_users_broadcast_and_stops_with_its_log(Config) ->
     App = seed("peer_app"),
+    %% Two users the app had before etsd came: etsd pulls them when it joins.
+    Old = [{<<"old", (integer_to_binary(I))/binary, "@example.com">>, <<"t">>, I}
+           || I <- [1, 2]],
+    [seed_test_lib:save(App, U) || U <- Old],
     Data = filename:join(?config(priv_dir, Config), "peer_data"),
     Opts = base(Config, #{join => [App], data_dir => Data, wait => joined}),
     {ok, Peer, Etsd} = etsd_peer:start(Opts),
@@ -54,6 +58,16 @@ joined_etsd_receives_a_users_broadcast_and_stops_with_its_log(Config) ->
     seed_test_lib:save_and_emit(App, User),
     etsd_test_lib:await(fun() -> erpc:call(Etsd, ets, lookup, [users, <<"ann@example.com">>])
                                      =:= [User] end, 10000, user_on_etsd),
+    %% The metrics count what replication applied: one {new, User}, and
+    %% the pulled objects as merged.
+    etsd_test_lib:await(fun() -> erpc:call(Etsd, ets, info, [users, size]) =:= 3 end,
+                        10000, old_users_pulled),
+    Metrics = maps:get(metrics, erpc:call(Etsd, etsd, info, [])),
+    ct:log("metrics: ~p", [Metrics]),
+    1 = maps:get(new_applied, Metrics),
+    true = maps:get(sync_merged, Metrics) >= length(Old),
+    true = maps:get(connections_up, Metrics) >= 2,
+    3 = maps:get(table_objects, Metrics),
     Live = etsd_peer:log(Peer),
     match = re:run(Live, "node " ++ atom_to_list(Etsd) ++ " up", [{capture, none}]),
     {0, Log} = etsd_peer:stop(Peer),
