@@ -408,6 +408,7 @@ static void on_spawn_request(rpc_t *rp, const char *peer, const char *ctl, size_
         term_put_raw(&rp->head, q.ref, q.ref_len);
         term_put_atom(&rp->head, "return");
         if (job_start(rp, t, table, peer, JOB_ERPC, mb, &rp->head, &j) == 0) {
+            metrics_rpc("ets", "tab2list", "return");
             if (j)
                 j->off = off;
             return;
@@ -604,8 +605,10 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m)
         store_table_t *t = big_tab2list(rp, mod, fun, args, args_len, table);
         /* a local caller has no connection to watch: it is served at once */
         if (t && m->peer && strcmp(m->peer, node_name(rp->node)) != 0 &&
-            rex_start_job(rp, m->peer, &from, tag, tag_len, t, table) == 0)
+            rex_start_job(rp, m->peer, &from, tag, tag_len, t, table) == 0) {
+            metrics_rpc("ets", "tab2list", "return");
             return;
+        }
         rc = exec_call(rp, mod, fun, args, args_len, &rp->res);
         if (rc < 0)
             goto internal;

@@ -270,6 +270,13 @@ metrics_count_connections_messages_and_rpc_calls(Config) ->
     true = value(B1, "etsd_dist_messages_total{direction=\"out\"}") >= Out0 + 11,
     true = value(B1, "etsd_dist_bytes_total{direction=\"in\"}") >= BIn0 + 100000,
     10 = value(B1, "etsd_rpc_calls_total{module=\"erlang\",function=\"node\",result=\"return\"}"),
+    %% A big tab2list is encoded in slices off the call path: counted too.
+    [true = rpc:call(N, ets, insert, [users, [{I, I} || I <- lists:seq(B, B + 9999)]])
+     || B <- lists:seq(1, 60000, 10000)],
+    60001 = length(erpc:call(N, ets, tab2list, [users])),
+    60001 = length(rpc:call(N, ets, tab2list, [users])),
+    2 = value(scrape(Port),
+              "etsd_rpc_calls_total{module=\"ets\",function=\"tab2list\",result=\"return\"}"),
     peer:stop(P),
     etsd_test_lib:await(fun() -> value(scrape(Port), "etsd_peers_up") =:= 1 end, 10000,
                         peer_down_counted),
