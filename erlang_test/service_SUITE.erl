@@ -9,6 +9,7 @@
 -export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
 -export([install_lays_out_program_manual_unit_and_flags_file/1,
          unit_file_passes_systemd_analyze_verify/1,
+         etsd_runs_as_nobody_on_a_read_only_system_like_the_unit/1,
          manual_names_exactly_the_options_help_lists/1,
          notify_socket_hears_ready_after_epmd_registration_and_stopping/1,
          metrics_pass_promtool_and_agree_with_etsd_info/1,
@@ -20,6 +21,7 @@ suite() -> [{timetrap, {seconds, 90}}].
 all() ->
     [install_lays_out_program_manual_unit_and_flags_file,
      unit_file_passes_systemd_analyze_verify,
+     etsd_runs_as_nobody_on_a_read_only_system_like_the_unit,
      manual_names_exactly_the_options_help_lists,
      notify_socket_hears_ready_after_epmd_registration_and_stopping,
      metrics_pass_promtool_and_agree_with_etsd_info,
@@ -102,6 +104,46 @@ unit_file_passes_systemd_analyze_verify(Config) ->
                     nomatch = re:run(Out, "etsd.service:", [{capture, none}]),
                     ok
             end
+    end.
+
+%% The unit's hardening, as far as it can be had without systemd: a root
+%% file system mounted read-only but for the state directory
+%% (ProtectSystem=strict, StateDirectory=), an unprivileged user with no
+%% capabilities, and no_new_privs (NoNewPrivileges=yes). etsd starts,
+%% stores, writes a table file, serves metrics and stops cleanly.
+etsd_runs_as_nobody_on_a_read_only_system_like_the_unit(Config) ->
+    State = filename:join(?config(work_dir, Config), "state"),
+    ok = filelib:ensure_path(State),
+    {ok, #file_info{}} = file:read_file_info(State),
+    ok = file:change_owner(State, 65534, 65534),
+    Script = "mount --make-rprivate / && mount --bind \"$1\" \"$1\" && "
+             "mount --bind / / && mount -o remount,ro,bind / && shift && exec \"$@\"",
+    Wrap = ["/usr/bin/unshare", "--mount", "/bin/sh", "-c", Script, "sh", State,
+            "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            "--no-new-privs"],
+    Probe = etsd_test_lib:run("/usr/bin/unshare",
+                              lists:sublist(tl(Wrap), 6) ++ ["/bin/true"]),
+    case {os:find_executable("setpriv"), Probe} of
+        {false, _} -> {skip, "no setpriv here"};
+        {_, {S, Out}} when S =/= 0 -> {skip, "cannot remount read-only here: " ++
+                                          binary_to_list(Out)};
+        _ ->
+            Port = free_port(),
+            {ok, Peer, N} = etsd_peer:start(
+                              #{exec => etsd_test_lib:etsd_path(), wrap => Wrap,
+                                log => filename:join(?config(work_dir, Config), "ro.log"),
+                                data_dir => State,
+                                args => ["--metrics-port", integer_to_list(Port)],
+                                env => [{"HOME", State}]}),
+            true = rpc:call(N, etsd, insert, [users, {<<"ro">>, 1}]),
+            ok = rpc:call(N, ets, tab2file, [users, "ro.ets"]),
+            true = filelib:is_regular(filename:join([State, "files", "ro.ets"])),
+            {ok, #file_info{uid = 65534}} =
+                file:read_file_info(filename:join(State, "store.wal")),
+            1 = value(scrape(Port), "etsd_table_objects{table=\"users\"}"),
+            {0, Log} = etsd_peer:stop(Peer),
+            nomatch = re:run(Log, "error|denied|Read-only", [{capture, none}]),
+            ok
     end.
 
 %% ---- manual page -----------------------------------------------------------

@@ -26,6 +26,9 @@
           args => [string()],             %% any other flags
           env => [{string(), string() | false}],
           exec => file:filename(),        %% default $ETSD, else etsd on PATH
+          wrap => [string()],             %% a command that execs etsd (its
+                                          %% program, then its arguments),
+                                          %% e.g. ["/usr/bin/setpriv", ...]
           log => file:filename(),         %% also append etsd's output here
           wait => ping | epmd | joined | false,   %% default ping
           scope => atom(),                %% pg scope for wait => joined
@@ -190,8 +193,14 @@ init({Opts, Exec, Owner}) ->
                     {ok, Fd} = file:open(F, [append, raw, binary]),
                     Fd
             end,
-    try open_port({spawn_executable, Exec},
-                  [{args, [lists:flatten(A) || A <- Args]}, {env, maps:get(env, Opts, [])},
+    %% A wrapper must exec etsd in the same process, so that signals and
+    %% the exit status are etsd's own.
+    {Prog, PArgs} = case maps:get(wrap, Opts, []) of
+                        [] -> {Exec, Args};
+                        [W | WArgs] -> {W, WArgs ++ [Exec | Args]}
+                    end,
+    try open_port({spawn_executable, Prog},
+                  [{args, [lists:flatten(A) || A <- PArgs]}, {env, maps:get(env, Opts, [])},
                    exit_status, binary, stderr_to_stdout, use_stdio]) of
         Port ->
             {os_pid, OsPid} = erlang:port_info(Port, os_pid),
