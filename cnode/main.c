@@ -415,7 +415,7 @@ static int parse_args(int argc, char **argv, node_config_t *cfg, main_opts_t *op
  * is reported before the node is announced. */
 static int store_start(const node_config_t *cfg, store_t **out)
 {
-    char err[256] = "";
+    char err[PATH_MAX + 256] = "";   /* it names the file, whole */
     store_fsync_t policy;
     int rc;
 
