@@ -9,7 +9,9 @@ EI_DIR    = $(lastword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
 CFLAGS   += -std=c11 -Wall -Wextra -Werror $(OPT) -g -D_GNU_SOURCE -D_REENTRANT -pthread \
             -I. -I$(EI_DIR)/include $(SAN)
 LDFLAGS  += -pthread $(SAN)
-LIBS      = -L$(EI_DIR)/lib -lei -luv -lssl -lcrypto -lz -lm
+# http_parser is linked statically: the OTP roots that run the suites do not
+# carry its shared library.
+LIBS      = -L$(EI_DIR)/lib -lei -luv -lssl -lcrypto -lz -lm -l:libhttp_parser.a -lsystemd
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
 TERM_SRC  = $(wildcard term/*.c)
@@ -28,7 +30,7 @@ LIBCNODE = $(BUILD)/libcnode.a
 # Link order: each layer uses only the ones after it.
 LAYERS   = $(LIBCNODE) $(LIBSTORE) $(LIBTERM)
 
-.PHONY: all check ct ct-matrix ct-mixed test deps asan fuzz fuzz-build bench demo clean
+.PHONY: all check ct ct-matrix ct-mixed test deps asan fuzz fuzz-build bench demo clean install
 all: $(BUILD)/etsd $(LAYERS) $(patsubst test/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
 
 $(BUILD)/obj/%.o: %.c
@@ -78,12 +80,11 @@ check: all $(BUILD)/check_etsd $(FUZZ_REPLAY)
 # one epmd, and a second etsd_ct@127.0.0.1 would fail to start distributed.
 # OTP=27 or OTP=29 runs the suites with the CT node and every BEAM peer on that
 # release, inside its Debian root (test/otp-root.sh); etsd is the one built here.
-# Each release compiles the suites into its own rebar3 folder and logs into
-# its own folder: OTP 25's ct_logs crashes on the index cache a newer one
-# leaves behind.
+# Each release compiles the suites into its own rebar3 folder and logs there
+# (an OTP 25 ct cannot read the log index a newer release wrote).
 OTP ?= 25
 ct: all
-	mkdir -p _build/otp$(OTP)/logs
+	mkdir -p $(CURDIR)/_build/otp$(OTP)/logs
 	test/otp-root.sh $(OTP) env ETSD_ROOT=$(CURDIR) ETSD_BUILD=$(CURDIR)/$(BUILD) \
 	  REBAR_BASE_DIR=$(CURDIR)/_build/otp$(OTP) \
 	  rebar3 ct --name etsd_ct_$$$$@127.0.0.1 --logdir $(CURDIR)/_build/otp$(OTP)/logs $(CT_ARGS)
@@ -138,6 +139,28 @@ bench: all $(BENCH_BIN)
 
 demo: deps all
 	@bash erlang_test/demo.sh
+
+# `make install PREFIX=/usr DESTDIR=/tmp/pkg`: the program, its manual page,
+# the systemd unit (ExecStart points into PREFIX) and the sample flags file,
+# which an existing one is never overwritten by. Plain `=`: erl exports
+# BINDIR into the environment of everything it runs, tests included.
+PREFIX      = /usr/local
+DESTDIR    ?=
+BINDIR      = $(PREFIX)/bin
+MANDIR      = $(PREFIX)/share/man
+DOCDIR      = $(PREFIX)/share/doc/etsd
+UNITDIR     = $(PREFIX)/lib/systemd/system
+SYSCONFDIR  = /etc
+install: $(BUILD)/etsd
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/default
+	install -m 0755 $(BUILD)/etsd $(DESTDIR)$(BINDIR)/etsd
+	install -m 0644 dist/etsd.1 $(DESTDIR)$(MANDIR)/man1/etsd.1
+	sed 's|@BINDIR@|$(BINDIR)|g' dist/etsd.service > $(DESTDIR)$(UNITDIR)/etsd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/etsd.service
+	install -m 0644 dist/etsd.default $(DESTDIR)$(DOCDIR)/etsd.default
+	test -e $(DESTDIR)$(SYSCONFDIR)/default/etsd || \
+	  install -m 0644 dist/etsd.default $(DESTDIR)$(SYSCONFDIR)/default/etsd
 
 clean:
 	rm -rf build build-asan build-fuzz _build

@@ -59,8 +59,14 @@ static void connect_cb(node_t *n, const char *peer, int status, void *data)
         return;
     }
     /* Log the first failure and then every tenth, not every retry. */
-    if (e->failures++ % 10 == 0)
-        log_info("%s: cluster: connect failed: %s; retrying", peer, uv_strerror(status));
+    if (e->failures++ % 10 == 0) {
+        const char *at = strchr(peer, '@');
+        if (status == -ENOENT && at)
+            log_info("%s: cluster: connect failed: no node named %.*s is registered "
+                     "with EPMD on %s; retrying", peer, (int)(at - peer), peer, at + 1);
+        else
+            log_info("%s: cluster: connect failed: %s; retrying", peer, uv_strerror(status));
+    }
     schedule(e, e->backoff_ms);
     e->backoff_ms = e->backoff_ms * 2 > CLUSTER_BACKOFF_MAX_MS ? CLUSTER_BACKOFF_MAX_MS
                                                               : e->backoff_ms * 2;

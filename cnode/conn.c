@@ -870,7 +870,8 @@ static void on_port(int status, uint16_t port, const struct sockaddr *addr, void
     if (status < 0) {
         log_info("%s: epmd look-up: %s", who(c),
                  status == -ENOENT ? "not registered" : uv_strerror(status));
-        conn_close(c, status == -ENOENT ? -EHOSTUNREACH : status, "epmd look-up failed");
+        /* -ENOENT: EPMD answered, and does not know the name. */
+        conn_close(c, status, "epmd look-up failed");
         return;
     }
     struct sockaddr_storage ss;

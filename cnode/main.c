@@ -13,8 +13,11 @@
 
 #include <uv.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "cnode/log.h"
 #include "cnode/loop.h"
+#include "cnode/metrics.h"
 #include "cnode/cluster.h"
 #include "cnode/node.h"
 #include "cnode/otprel.h"
@@ -46,7 +49,10 @@ static const char usage[] =
     "                                   default: the oldest release connected\n"
     "  --proto-dist inet_tcp|inet6_tcp|inet_tls|inet6_tls  as erl -proto_dist\n"
     "  --ssl-dist-optfile F             as erl -ssl_dist_optfile (for *_tls)\n"
-    "  --tls-hostname-check otp25|otp27 match server certificates as that OTP does\n";
+    "  --tls-hostname-check otp25|otp27 match server certificates as that OTP does\n"
+    "  --metrics-port [ADDR:]N          GET /metrics (Prometheus); ADDR 127.0.0.1\n"
+    "  --file-dir DIR                   where ets:tab2file/file2tab over rpc may\n"
+    "                                   read and write; default DATA_DIR/files\n";
 
 /* --otp-release, 0 when absent: kept here, as only main uses it. */
 static int otp_release_flag;
@@ -164,14 +170,17 @@ static int default_cookie(char *out, size_t outsz)
 
 /* ---- Command line -------------------------------------------------------- */
 
-static int parse_uint(const char *opt, const char *v, unsigned long long max,
-                      unsigned long long *out)
+/* A decimal number in [min, max]; a failure names the flag, the value and
+ * what was expected. */
+static int parse_uint(const char *opt, const char *v, unsigned long long min,
+                      unsigned long long max, unsigned long long *out)
 {
     char *e;
     errno = 0;
     unsigned long long x = strtoull(v, &e, 10);
-    if (errno || *e || e == v || v[0] == '-' || x > max) {
-        fprintf(stderr, "etsd: %s: bad number '%s'\n", opt, v);
+    if (errno || *e || e == v || v[0] == '-' || v[0] == '+' || x < min || x > max) {
+        fprintf(stderr, "etsd: %s '%s': want a whole number from %llu to %llu\n", opt, v,
+                min, max);
         return -EINVAL;
     }
     *out = x;
@@ -254,12 +263,20 @@ static int parse_proto(const char *proto, const char *optfile, const char *host_
     return 0;
 }
 
+/* What main keeps besides the node's configuration. */
+typedef struct main_opts {
+    int metrics;                          /* --metrics-port given */
+    struct sockaddr_storage metrics_addr;
+    const char *file_dir;                 /* --file-dir, or NULL */
+} main_opts_t;
+
 /* Returns 0 to run, 1 for --help/--version done, 2 for a usage error. */
-static int parse_args(int argc, char **argv, node_config_t *cfg)
+static int parse_args(int argc, char **argv, node_config_t *cfg, main_opts_t *opts)
 {
     const char *name = NULL, *sname = NULL, *cookie = NULL, *cookie_file = NULL;
     const char *proto = "inet_tcp", *optfile = NULL, *host_rule = NULL;
     node_config_defaults(cfg);
+    memset(opts, 0, sizeof *opts);
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -289,7 +306,8 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             "--basename", "--table", "--keypos", "--pubsub", "--pool-size",
             "--topic-new", "--topic-sync", "--sync-delay-ms", "--data-dir", "--fsync",
             "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue",
-            "--otp-release", "--proto-dist", "--ssl-dist-optfile", "--tls-hostname-check", NULL};
+            "--otp-release", "--proto-dist", "--ssl-dist-optfile", "--tls-hostname-check",
+            "--metrics-port", "--file-dir", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], arg) != 0)
             k++;
@@ -323,13 +341,13 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
         } else if (strcmp(arg, "--table") == 0) {
             cfg->table = val;
         } else if (strcmp(arg, "--keypos") == 0) {
-            if (parse_uint(arg, val, 1u << 24, &u) < 0 || u == 0)
+            if (parse_uint(arg, val, 1, 1u << 24, &u) < 0)
                 return 2;
             cfg->keypos = (unsigned)u;
         } else if (strcmp(arg, "--pubsub") == 0) {
             cfg->pubsub = val;
         } else if (strcmp(arg, "--pool-size") == 0) {
-            if (parse_uint(arg, val, 1024, &u) < 0 || u == 0)
+            if (parse_uint(arg, val, 1, 1024, &u) < 0)
                 return 2;
             cfg->pool_size = (unsigned)u;
         } else if (strcmp(arg, "--topic-new") == 0) {
@@ -337,7 +355,7 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
         } else if (strcmp(arg, "--topic-sync") == 0) {
             cfg->topic_sync = val;
         } else if (strcmp(arg, "--sync-delay-ms") == 0) {
-            if (parse_uint(arg, val, 86400000, &u) < 0)
+            if (parse_uint(arg, val, 0, 86400000, &u) < 0)
                 return 2;
             cfg->sync_delay_ms = (unsigned)u;
         } else if (strcmp(arg, "--data-dir") == 0) {
@@ -348,26 +366,34 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             } else if (strcmp(val, "never") == 0) {
                 cfg->fsync = NODE_FSYNC_NEVER;
             } else {
-                if (parse_uint(arg, val, 3600000, &u) < 0 || u == 0)
+                char *e;
+                errno = 0;
+                u = strtoull(val, &e, 10);
+                if (errno || *e || e == val || !isdigit((unsigned char)val[0]) || u == 0 ||
+                    u > 3600000) {
+                    fprintf(stderr, "etsd: --fsync '%s': want always, never, or a period "
+                            "in milliseconds from 1 to 3600000\n", val);
                     return 2;
+                }
                 cfg->fsync = NODE_FSYNC_PERIODIC;
                 cfg->fsync_ms = (unsigned)u;
             }
         } else if (strcmp(arg, "--port") == 0) {
-            if (parse_uint(arg, val, 65535, &u) < 0)
+            if (parse_uint(arg, val, 0, 65535, &u) < 0)
                 return 2;
             cfg->port = (int)u;
         } else if (strcmp(arg, "--net-ticktime") == 0) {
-            if (parse_uint(arg, val, 3600, &u) < 0 || u == 0)
+            if (parse_uint(arg, val, 1, 3600, &u) < 0)
                 return 2;
             cfg->net_ticktime = (unsigned)u;
         } else if (strcmp(arg, "--log-level") == 0) {
             if (log_parse_level(val, &cfg->log_level) < 0) {
-                fprintf(stderr, "etsd: --log-level: want error, warn, info or debug\n");
+                fprintf(stderr, "etsd: --log-level '%s': want error, warn, info or debug\n",
+                        val);
                 return 2;
             }
         } else if (strcmp(arg, "--max-frame") == 0) {
-            if (parse_uint(arg, val, UINT32_MAX, &u) < 0 || u < 1024)
+            if (parse_uint(arg, val, 1024, UINT32_MAX, &u) < 0)
                 return 2;
             cfg->max_frame = u;
         } else if (strcmp(arg, "--proto-dist") == 0) {
@@ -377,16 +403,26 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
         } else if (strcmp(arg, "--tls-hostname-check") == 0) {
             host_rule = val;
         } else if (strcmp(arg, "--max-queue") == 0) {
-            if (parse_uint(arg, val, 1ULL << 40, &u) < 0 || u < 1024)
+            if (parse_uint(arg, val, 1024, 1ULL << 40, &u) < 0)
                 return 2;
             cfg->max_queue = u;
         } else if (strcmp(arg, "--otp-release") == 0) {
-            if (parse_uint(arg, val, TERM_OTP_MAX, &u) < 0 || u < TERM_OTP_MIN) {
+            if (parse_uint(arg, val, TERM_OTP_MIN, TERM_OTP_MAX, &u) < 0) {
                 fprintf(stderr, "etsd: --otp-release: want a release from %d on\n",
                         TERM_OTP_MIN);
                 return 2;
             }
             otp_release_flag = (int)u;
+        } else if (strcmp(arg, "--metrics-port") == 0) {
+            if (metrics_parse_listen(val, &opts->metrics_addr) < 0) {
+                fprintf(stderr, "etsd: --metrics-port '%s': want a port from 0 to 65535, "
+                        "optionally after an IP address and a colon (127.0.0.1:9100, "
+                        "[::1]:9100)\n", val);
+                return 2;
+            }
+            opts->metrics = 1;
+        } else if (strcmp(arg, "--file-dir") == 0) {
+            opts->file_dir = val;
         }
     }
     if ((name != NULL) == (sname != NULL)) {
@@ -440,12 +476,75 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
     return parse_proto(proto, optfile, host_rule, cfg);
 }
 
+/* ---- Checks before the node registers with EPMD ------------------------- */
+
+/* Opens (or creates) the store, so that a data directory etsd cannot use
+ * is reported before the node is announced. */
+static int store_start(const node_config_t *cfg, store_t **out)
+{
+    char err[PATH_MAX + 256] = "";   /* it names the file, whole */
+    store_fsync_t policy;
+    int rc;
+
+    if (!cfg->data_dir)
+        return store_new(out);
+    policy = cfg->fsync == NODE_FSYNC_NEVER      ? STORE_FSYNC_NEVER
+             : cfg->fsync == NODE_FSYNC_PERIODIC ? STORE_FSYNC_PERIODIC
+                                                 : STORE_FSYNC_ALWAYS;
+    rc = store_open(cfg->data_dir, policy, out, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "etsd: --data-dir '%s': %s (want a folder etsd can create, "
+                "write and lock, with an intact snapshot and log)\n", cfg->data_dir,
+                rc == -EBUSY ? "another etsd uses it" : err[0] ? err : uv_strerror(rc));
+    else if (err[0])   /* recovered, but cut a torn tail: say what was cut */
+        log_warn("store: %s: %s", cfg->data_dir, err);
+    return rc;
+}
+
+/* The folder that ets:tab2file/file2tab over rpc are confined to:
+ * --file-dir, else DATA_DIR/files, created if missing; its real path goes
+ * to out ("" when there is neither flag: then both are refused). */
+static int file_dir_prepare(const node_config_t *cfg, const main_opts_t *o, char *out,
+                            size_t outsz)
+{
+    char def[PATH_MAX];
+    const char *dir = o->file_dir, *flag = "--file-dir";
+    struct stat st;
+
+    out[0] = 0;
+    if (!dir) {
+        if (!cfg->data_dir)
+            return 0;
+        snprintf(def, sizeof def, "%s/files", cfg->data_dir);
+        dir = def;
+        flag = "--data-dir";
+    }
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        int e = errno;
+        fprintf(stderr, "etsd: %s: cannot create the file folder '%s': %s (want a folder "
+                "etsd can create and write)\n", flag, dir, strerror(e));
+        return -e;
+    }
+    char real[PATH_MAX];
+    if (!realpath(dir, real) || stat(real, &st) < 0 || !S_ISDIR(st.st_mode) ||
+        access(real, W_OK | X_OK) < 0 || strlen(real) >= outsz) {
+        int e = errno ? errno : ENOTDIR;
+        fprintf(stderr, "etsd: %s: the file folder '%s' is not usable: %s (want a folder "
+                "etsd can write)\n", flag, dir, strerror(e));
+        return -e;
+    }
+    snprintf(out, outsz, "%s", real);
+    return 0;
+}
+
 /* ---- Services ------------------------------------------------------------ */
 
 /* What main owns besides the node: the store and the services on it. Each
  * service registers its mailboxes and a node_on_shutdown() hook that closes
  * its handles; main frees them after the loop has ended. */
 typedef struct services {
+    node_t *node;
+    const char *table;     /* the mirrored table's name (for the metrics) */
     store_t *store;
     otprel_t *otprel;
     rpc_exec_t *exec;
@@ -454,6 +553,7 @@ typedef struct services {
     pubsub_t *pubsub;
     replicate_t *rep;
     cluster_t *cluster;
+    metrics_server_t *metrics;
     uv_timer_t flush;      /* --fsync MS: store_flush() on a timer */
     int flush_on;
 } services_t;
@@ -470,60 +570,83 @@ static void services_shutdown_cb(node_t *n, void *data)
 {
     services_t *sv = data;
     (void)n;
+    (void)sd_notify(0, "STOPPING=1");
     if (sv->flush_on) {
         uv_timer_stop(&sv->flush);
         uv_close((uv_handle_t *)&sv->flush, NULL);
         sv->flush_on = 0;
         (void)store_flush(sv->store);
     }
+    metrics_server_close(sv->metrics);
+    sv->metrics = NULL;
+    metrics_loop_close();
 }
 
-/* etsd:info/0 entries of the cluster services. */
+/* The figures metrics.c shows but does not count itself. */
+static void services_gauges_cb(void *arg, metrics_gauges_t *g)
+{
+    services_t *sv = arg;
+    term_buf_t args, out;
+    term_reader_t r;
+    int64_t words;
+
+    g->peers_up = sv->node ? node_connected(sv->node, NULL, 0) : 0;
+    g->log_bytes = store_log_bytes(sv->store);
+    store_table_t *t = store_table_find(sv->store, sv->table);
+    if (!t)
+        return;
+    g->table = sv->table;
+    g->table_objects = store_table_size(t);
+    /* ets:info(T, memory), in words, as rpc callers see it. */
+    term_buf_init(&args);
+    term_buf_init(&out);
+    term_put_list(&args, 2);
+    term_put_atom(&args, sv->table);
+    term_put_atom(&args, "memory");
+    term_put_nil(&args);
+    if (!args.err && store_ets_call(sv->store, "info", args.data, args.len, &out) == 0 &&
+        !out.err) {
+        term_reader_init(&r, out.data, out.len);
+        if (term_get_long(&r, &words) == 0 && words > 0)
+            g->table_memory_bytes = (uint64_t)words * sizeof(void *);
+    }
+    term_buf_release(&args);
+    term_buf_release(&out);
+}
+
+/* etsd:info/0 entries of the cluster services, and metrics => #{...}. */
 static int services_info_cb(void *arg, term_buf_t *out, uint32_t *count)
 {
     services_t *sv = arg;
     int rc = cluster_info_cb(sv->cluster, out, count);
-    return rc < 0 ? rc : replicate_info_cb(sv->rep, out, count);
-}
-
-static int store_start(const node_config_t *cfg, services_t *sv)
-{
-    char err[256] = "";
-    store_fsync_t policy;
-    int rc;
-
-    if (!cfg->data_dir)
-        return store_new(&sv->store);
-    policy = cfg->fsync == NODE_FSYNC_NEVER      ? STORE_FSYNC_NEVER
-             : cfg->fsync == NODE_FSYNC_PERIODIC ? STORE_FSYNC_PERIODIC
-                                                 : STORE_FSYNC_ALWAYS;
-    rc = store_open(cfg->data_dir, policy, &sv->store, err, sizeof err);
+    if (rc == 0)
+        rc = replicate_info_cb(sv->rep, out, count);
     if (rc < 0)
-        log_error("store: %s: %s%s%s", cfg->data_dir, uv_strerror(rc),
-                  err[0] ? ": " : "", err);
-    else if (err[0])   /* recovered, but cut a torn tail: say what was cut */
-        log_warn("store: %s: %s", cfg->data_dir, err);
+        return rc;
+    term_put_atom(out, "metrics");
+    rc = metrics_info(out);
+    (*count)++;
     return rc;
 }
 
-/* Starts the store and the services in dependency order: rpc, then the pg
- * scope, the PubSub adapter on it, replication on both, and discovery last
- * so no connection it makes finds a service missing. */
-static int services_start(node_t *n, const node_config_t *cfg, services_t *sv)
+/* Starts the services on the open store in dependency order: rpc, then
+ * the pg scope, the PubSub adapter on it, replication on both, and
+ * discovery last so no connection it makes finds a service missing. */
+static int services_start(node_t *n, const node_config_t *cfg, const char *file_dir,
+                          services_t *sv)
 {
     store_table_t *t;
     int rc;
 
-    /* ets:info(T, node) and node() in match specs answer etsd's name. */
-    store_set_node(node_name(n));
-    if ((rc = store_start(cfg, sv)) < 0)
-        return rc;
+    sv->node = n;
+    sv->table = cfg->table;
     t = store_table_find(sv->store, cfg->table);
     if (t)
         log_info("store: %s has %zu objects", cfg->table, store_table_size(t));
     if ((rc = otprel_new(n, sv->store, otp_release_flag, &sv->otprel)) < 0)
         return rc;
     if ((rc = rpc_exec_new(sv->store, node_name(n), ETSD_VERSION, &sv->exec)) < 0 ||
+        (rc = rpc_exec_set_file_dir(sv->exec, file_dir[0] ? file_dir : NULL)) < 0 ||
         (rc = rpc_new(n, sv->exec, &sv->rpc)) < 0)
         return rc;
     if ((rc = pg_new(n, PG_SCOPE_PHOENIX, &sv->pg)) < 0 ||
@@ -548,6 +671,7 @@ static int services_start(node_t *n, const node_config_t *cfg, services_t *sv)
 /* After the loop has ended: services first, the store they use last. */
 static void services_free(services_t *sv)
 {
+    metrics_set_gauges_cb(NULL, NULL);
     cluster_free(sv->cluster);
     replicate_free(sv->rep);
     pubsub_free(sv->pubsub);
@@ -561,7 +685,9 @@ static void services_free(services_t *sv)
 int main(int argc, char **argv)
 {
     node_config_t cfg;
-    int rc = parse_args(argc, argv, &cfg);
+    main_opts_t opts;
+    char file_dir[PATH_MAX];
+    int rc = parse_args(argc, argv, &cfg, &opts);
     if (rc == 1)
         return 0;
     if (rc != 0) {
@@ -575,24 +701,54 @@ int main(int argc, char **argv)
         log_error("uv_loop_init: %s", uv_strerror(rc));
         return 1;
     }
+    /* metrics.c's loop-turn watch subtracts the time spent in poll. */
+    (void)uv_loop_configure(&loop, UV_METRICS_IDLE_TIME);
     node_t *n = NULL;
     loop_sig_t *sig = NULL;
     services_t sv = {0};
+
+    /* Everything that can fail on the command line's values fails here,
+     * before the node registers with EPMD and peers see it up. */
+    store_set_node(cfg.name);
+    store_set_sync_observer(metrics_fsync_observe);
+    if (store_start(&cfg, &sv.store) < 0 ||
+        file_dir_prepare(&cfg, &opts, file_dir, sizeof file_dir) < 0) {
+        rc = 2;
+        goto fail_early;
+    }
+    metrics_set_gauges_cb(services_gauges_cb, &sv);
+    if (opts.metrics &&
+        (rc = metrics_server_start(&loop, (struct sockaddr *)&opts.metrics_addr,
+                                   &sv.metrics)) < 0) {
+        fprintf(stderr, "etsd: --metrics-port: cannot listen: %s (want a free port on "
+                "an address of this machine)\n", uv_strerror(rc));
+        rc = 2;
+        goto fail_early;
+    }
+    if ((rc = metrics_loop_start(&loop)) < 0) {
+        log_error("metrics: %s", uv_strerror(rc));
+        rc = 1;
+        goto fail_early;
+    }
+
     rc = node_new(&loop, &cfg, &n);
     if (rc < 0) {
         log_error("cannot start node %s: %s", cfg.name, uv_strerror(rc));
-        goto fail_loop;
+        rc = 1;
+        goto fail_early;
     }
     rc = loop_signals_start(&loop, n, &sig);
     if (rc < 0) {
         log_error("signals: %s", uv_strerror(rc));
         goto fail_node;
     }
-    rc = services_start(n, &cfg, &sv);
+    rc = services_start(n, &cfg, file_dir, &sv);
     if (rc < 0) {
         log_error("cannot start services: %s", uv_strerror(rc));
         goto fail_node;
     }
+    /* systemd's Type=notify: registered with EPMD, services listening. */
+    (void)sd_notifyf(0, "READY=1\nSTATUS=running as %s", cfg.name);
     uv_run(&loop, UV_RUN_DEFAULT);
     loop_signals_free(sig);
     services_free(&sv);
@@ -604,12 +760,22 @@ int main(int argc, char **argv)
 
 fail_node:
     node_stop(n);
+    metrics_server_close(sv.metrics);
+    metrics_loop_close();
     loop_signals_free(sig);
     uv_run(&loop, UV_RUN_DEFAULT);
     services_free(&sv);
     node_free(n);
-fail_loop:
     uv_loop_close(&loop);
     tls_ctx_free(cfg.tls);
     return 1;
+
+fail_early:
+    metrics_server_close(sv.metrics);
+    metrics_loop_close();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    services_free(&sv);
+    uv_loop_close(&loop);
+    tls_ctx_free(cfg.tls);
+    return rc;
 }

@@ -13,6 +13,7 @@
 #include "cnode/cnode_int.h"
 #include "cnode/epmd.h"
 #include "cnode/log.h"
+#include "cnode/metrics.h"
 #include "term/mem.h"
 
 /* ---- Types ---------------------------------------------------------------- */
@@ -269,6 +270,8 @@ static int send_frame(node_t *n, const char *to_node, const void *ctl, size_t ct
         cbuf_release(&out);
         return rc;
     }
+    metrics_inc(METRICS_MSGS_OUT);
+    metrics_add(METRICS_BYTES_OUT, out.len);
     return conn_send(p->conn, out.data, out.len);
 }
 
@@ -978,6 +981,8 @@ void node_mbox_close_buf(node_mbox_t *mb, term_buf_t *b, size_t off)
     h[5] = TERM_VERSION_MAGIC;
     memcpy(h + EXIT_FRAME_HEAD, ctl.data, ctl.len);
     /* conn_send() takes the buffer (both go through mem.h) */
+    metrics_inc(METRICS_MSGS_OUT);
+    metrics_add(METRICS_BYTES_OUT, b->len);
     (void)conn_send(p->conn, b->data, b->len);
     term_buf_init(b);
     term_buf_release(&ctl);
@@ -1345,6 +1350,7 @@ static void peer_up(conn_t *c, void *data)
 {
     peer_t *p = data;
     node_t *n = p->node;
+    metrics_inc(METRICS_CONN_UP);
     /* A node that came back before we saw its old connection die
      * ('alive' status): the old one goes first, with its nodedown. */
     for (peer_t *o = n->peers; o;) {
@@ -1368,6 +1374,8 @@ static int peer_frame(conn_t *c, const char *f, size_t len, void *data)
 {
     (void)c;
     peer_t *p = data;
+    metrics_inc(METRICS_MSGS_IN);
+    metrics_add(METRICS_BYTES_IN, len);
     return dispatch(p->node, p, f, len);
 }
 
@@ -1377,6 +1385,8 @@ static void peer_closed(conn_t *c, int was_up, int status, const char *reason, v
     node_t *n = p->node;
     char name[TERM_ATOM_MAX];
     snprintf(name, sizeof name, "%s", conn_peer(c));
+    if (was_up)
+        metrics_inc(METRICS_CONN_DOWN);
     for (peer_t **pp = &n->peers; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
             *pp = p->next;

@@ -266,7 +266,8 @@ void node_unsubscribe(node_t *n, int id);
 /* Connects to a node by name ("alive@host"): EPMD PORT_PLEASE2, then the
  * handshake. cb (may be NULL) runs once: status 0 when the node is up (at
  * once on a later loop turn if it already is), or a negative errno
- * (-ECONNREFUSED, -EHOSTUNREACH, -EACCES for a refused handshake, ...).
+ * (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT when EPMD does not know the name,
+ * -EACCES for a refused handshake, ...).
  * A failed attempt raises no NODE_DOWN. */
 typedef void (*node_connect_cb)(node_t *n, const char *peer, int status,
                                 void *data);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cnode/log.h"
+#include "cnode/metrics.h"
 #include "cnode/replicate.h"
 #include "cnode/pull.h"
 #include "term/mem.h"
@@ -206,6 +207,7 @@ static void job_count(rep_job_t *j, int rc)
 {
     if (rc == 0) {
         j->objects++;
+        metrics_inc(j->single ? METRICS_NEW_APPLIED : METRICS_SYNC_MERGED);
     } else if (rc == -EINVAL) {
         j->bad++;
     } else {
@@ -329,8 +331,12 @@ static int enqueue(replicate_t *r, const char *peer, const char *what,
 
     if (!r->head && !r->defer) {
         /* Fast path: nothing ahead of it, small enough for one turn. */
-        if (single)
-            return apply_one(r, bytes, len);
+        if (single) {
+            int rc = apply_one(r, bytes, len);
+            if (rc == 0)
+                metrics_inc(METRICS_NEW_APPLIED);
+            return rc;
+        }
         rep_job_t tmp = {0};
         term_reader_init(&tmp.r, bytes, len);
         if (term_peek(&tmp.r) == TERM_T_NIL)

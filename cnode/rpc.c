@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cnode/log.h"
+#include "cnode/metrics.h"
 #include "term/mem.h"
 
 /* Control message operations (erl_dist_protocol). */
@@ -27,6 +28,16 @@ struct rpc {
     term_buf_t head;    /* the reply around a big return value */
     uint64_t calls;
 };
+
+/* rpc_exec_call(), counted in the metrics by function and outcome. */
+static int exec_call(rpc_t *rp, const char *mod, const char *fun, const void *args,
+                     size_t len, rpc_result_t *res)
+{
+    static const char *const cls[] = {"return", "throw", "exit", "error"};
+    int rc = rpc_exec_call(rp->exec, mod, fun, args, len, res);
+    metrics_rpc(mod, fun, rc < 0 ? "failed" : cls[res->cls]);
+    return rc;
+}
 
 uint64_t rpc_calls(const rpc_t *r)
 {
@@ -401,13 +412,14 @@ static void on_spawn_request(rpc_t *rp, const char *peer, const char *ctl, size_
         term_put_raw(&rp->head, q.ref, q.ref_len);
         term_put_atom(&rp->head, "return");
         if (job_start(rp, t, table, peer, JOB_ERPC, mb, &rp->head, &j) == 0) {
+            metrics_rpc("ets", "tab2list", "return");
             if (j)
                 j->off = off;
             return;
         }
         /* out of memory: try the ordinary way */
     }
-    rc = rpc_exec_call(rp->exec, q.mod, q.fun, q.args, q.args_len, &rp->res);
+    rc = exec_call(rp, q.mod, q.fun, q.args, q.args_len, &rp->res);
     term_buf_reset(&rp->out);
     if (q.kind == RPC_SPAWN_CAST) {
         node_mbox_close(mb, NULL, 0);
@@ -599,9 +611,11 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m)
         store_table_t *t = big_tab2list(rp, mod, fun, args, args_len, table);
         /* a local caller has no connection to watch: it is served at once */
         if (t && m->peer && strcmp(m->peer, node_name(rp->node)) != 0 &&
-            rex_start_job(rp, m->peer, &from, tag, tag_len, t, table) == 0)
+            rex_start_job(rp, m->peer, &from, tag, tag_len, t, table) == 0) {
+            metrics_rpc("ets", "tab2list", "return");
             return;
-        rc = rpc_exec_call(rp->exec, mod, fun, args, args_len, &rp->res);
+        }
+        rc = exec_call(rp, mod, fun, args, args_len, &rp->res);
         if (rc < 0)
             goto internal;
         if ((rc = rex_reply(rp, &from, tag, tag_len)) < 0)
@@ -614,7 +628,7 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m)
             strcmp(kind, "cast") != 0)
             goto ignore;
         rp->calls++;
-        (void)rpc_exec_call(rp->exec, mod, fun, args, args_len, &rp->res);
+        (void)exec_call(rp, mod, fun, args, args_len, &rp->res);
         return;
     }
     if (k == 2 && term_peek(&r) == TERM_T_PID && term_get_pid(&r, &from) == 0) {
@@ -637,7 +651,7 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m)
             strcmp(kind, "call") != 0)
             goto ignore;
         rp->calls++;
-        rc = rpc_exec_call(rp->exec, mod, fun, args, args_len, &rp->res);
+        rc = exec_call(rp, mod, fun, args, args_len, &rp->res);
         if (rc < 0)
             goto internal;
         term_buf_reset(&rp->out);

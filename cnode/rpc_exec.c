@@ -4,9 +4,12 @@
 #include "cnode/rpc_exec.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "term/mem.h"
@@ -32,6 +35,7 @@ struct rpc_exec {
     int storage_known;      /* rpc_exec_set_storage() was called */
     char *data_dir;         /* NULL: memory only */
     char fsync[32];
+    char *file_dir;         /* tab2file/file2tab stay in it; NULL: refused */
 };
 
 /* The argument list split into elements. STRING_EXT arguments (a list of
@@ -92,7 +96,21 @@ void rpc_exec_free(rpc_exec_t *x)
     if (!x)
         return;
     mem_free(x->data_dir);
+    mem_free(x->file_dir);
     mem_free(x);
+}
+
+int rpc_exec_set_file_dir(rpc_exec_t *x, const char *dir)
+{
+    char *d = NULL;
+    if (dir && (dir[0] != '/' || !(d = mem_strdup(dir))))
+        return dir[0] != '/' ? -EINVAL : -ENOMEM;
+    /* "/" would make the confinement mean nothing; "/x/" is kept as "/x". */
+    if (d && strlen(d) > 1 && d[strlen(d) - 1] == '/')
+        d[strlen(d) - 1] = 0;
+    mem_free(x->file_dir);
+    x->file_dir = d;
+    return 0;
 }
 
 int rpc_exec_set_storage(rpc_exec_t *x, const char *data_dir, const char *fsync)
@@ -775,6 +793,154 @@ static int is_limited_fun(const char *fun)
            strcmp(fun, "select") == 0;
 }
 
+
+/* ---- tab2file / file2tab confinement -------------------------------------- */
+
+/* The file name argument as ETS takes it: a string, a binary, an atom or a
+ * flat list of bytes. -EINVAL for anything else. */
+static int file_arg(const char *p, size_t len, char *path, size_t cap)
+{
+    term_reader_t r;
+    const char *s;
+    size_t n;
+    uint32_t k;
+    term_reader_init(&r, p, len);
+    switch (term_peek(&r)) {
+    case TERM_T_STRING:
+        if (term_get_string(&r, &s, &n) < 0)
+            return -EINVAL;
+        break;
+    case TERM_T_BINARY:
+        if (term_get_binary(&r, &s, &n) < 0)
+            return -EINVAL;
+        break;
+    case TERM_T_ATOM:
+        if (term_get_atom(&r, path) < 0 || strlen(path) >= cap)
+            return -EINVAL;
+        return 0;
+    case TERM_T_LIST:
+        if (term_get_list(&r, &k) < 0 || k >= cap)
+            return -EINVAL;
+        for (uint32_t i = 0; i < k; i++) {
+            int64_t c;
+            if (term_get_long(&r, &c) < 0 || c < 1 || c > 255)
+                return -EINVAL;
+            path[i] = (char)c;
+        }
+        if (term_get_nil(&r) < 0)
+            return -EINVAL;
+        path[k] = 0;
+        return 0;
+    default:
+        return -EINVAL;
+    }
+    if (n >= cap || memchr(s, 0, n))
+        return -EINVAL;
+    memcpy(path, s, n);
+    path[n] = 0;
+    return 0;
+}
+
+/* 1 if real is dir or inside it. */
+static int under_dir(const char *dir, const char *real)
+{
+    size_t n = strlen(dir);
+    return strncmp(real, dir, n) == 0 && (real[n] == 0 || real[n] == '/' || n == 1);
+}
+
+/* Checks name against the file folder and writes the path to use to out.
+ * Returns NULL when it may be used, else the reason atom for
+ * {error, {Reason, Name}}: parent_dir_in_path (a ".." component),
+ * outside_file_dir (an absolute path elsewhere), symlink_outside_file_dir
+ * (a symlink on the way whose target is elsewhere or missing). With
+ * check_tmp, name ".tmp" (tab2file writes it first) is checked too. */
+static const char *confine(const char *dir, const char *name, int check_tmp, char *out,
+                           size_t cap)
+{
+    for (const char *c = name; (c = strstr(c, "..")) != NULL; c += 2)
+        if ((c == name || c[-1] == '/') && (c[2] == 0 || c[2] == '/'))
+            return "parent_dir_in_path";
+    if (name[0] == '/') {
+        if (!under_dir(dir, name) || strlen(name) >= cap)
+            return "outside_file_dir";
+        snprintf(out, cap, "%s", name);
+    } else if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap) {
+        return "outside_file_dir";
+    }
+    /* Every component after the folder that is a symlink must resolve to
+     * a place inside it. */
+    char walk[PATH_MAX + 8], real[PATH_MAX];
+    size_t n = strlen(out);
+    if (n + 5 > sizeof walk)
+        return "outside_file_dir";
+    memcpy(walk, out, n + 1);
+    if (check_tmp)
+        memcpy(walk + n, ".tmp", 5);
+    for (int pass = 0; pass < (check_tmp ? 2 : 1); pass++) {
+        size_t end = pass ? n + 4 : n;
+        for (size_t i = strlen(dir) + 1; i <= end; i++) {
+            if (walk[i] != '/' && i != end)
+                continue;
+            char save = walk[i];
+            walk[i] = 0;
+            struct stat st;
+            int bad = lstat(walk, &st) == 0 && S_ISLNK(st.st_mode) &&
+                      (!realpath(walk, real) || !under_dir(dir, real));
+            walk[i] = save;
+            if (bad)
+                return "symlink_outside_file_dir";
+        }
+    }
+    return NULL;
+}
+
+/* ets:tab2file/2,3 and file2tab/1,2 over rpc: the file name is taken
+ * inside the file folder (relative names) or must lie in it (absolute
+ * ones). Returns 1 when *res already holds the answer (a refusal), 0 with
+ * *args set to the call's arguments with the checked path, 2 for a call
+ * that is not one of these, 3 for a file argument that is no file name
+ * (ETS's badarg: it never reaches the store unchecked), or a negative
+ * errno. */
+static int file_call_confine(rpc_exec_t *x, const char *fun, const rpc_args_t *a,
+                             term_buf_t *args, rpc_result_t *res)
+{
+    uint32_t idx;
+    int tab2file = strcmp(fun, "tab2file") == 0;
+    if (tab2file && (a->argc == 2 || a->argc == 3))
+        idx = 1;
+    else if (strcmp(fun, "file2tab") == 0 && (a->argc == 1 || a->argc == 2))
+        idx = 0;
+    else
+        return 2;   /* not a file call */
+    char name[PATH_MAX], path[PATH_MAX];
+    if (idx >= RPC_MAX_ARGS || file_arg(a->argv[idx], a->argl[idx], name, sizeof name) < 0)
+        return 3;
+    const char *why = !x->file_dir ? "no_file_dir"
+                                   : confine(x->file_dir, name, tab2file, path, sizeof path);
+    if (why) {
+        /* {error, no_file_dir} | {error, {Why, Name}} */
+        term_put_tuple(&res->value, 2);
+        term_put_atom(&res->value, "error");
+        if (!x->file_dir) {
+            term_put_atom(&res->value, why);
+        } else {
+            term_put_tuple(&res->value, 2);
+            term_put_atom(&res->value, why);
+            term_put_raw(&res->value, a->argv[idx], a->argl[idx]);
+        }
+        return 1;
+    }
+    term_put_list(args, a->argc);
+    for (uint32_t i = 0; i < a->argc; i++) {
+        if (i == idx)
+            term_put_binary(args, path, strlen(path));
+        else
+            term_put_raw(args, a->argv[i], a->argl[i]);
+    }
+    term_put_nil(args);
+    return args->err;
+}
+
 static int call_ets(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_result_t *res)
 {
     if (a->argc == 3 && is_limited_fun(fun))
@@ -801,7 +967,19 @@ static int call_ets(rpc_exec_t *x, const char *fun, const rpc_args_t *a, rpc_res
             return 0;
         }
     }
-    int rc = store_ets_call(x->store, fun, a->all, a->all_len, &res->value);
+    term_buf_t fargs;
+    term_buf_init(&fargs);
+    int rc = file_call_confine(x, fun, a, &fargs, res);
+    if (rc == 1 || rc == 3 || rc < 0) {
+        term_buf_release(&fargs);
+        return rc < 0 ? raise_internal(res, "ets", fun, a, rc)
+               : rc == 3 ? ets_badarg(x, fun, a, res) : 0;
+    }
+    if (rc == 0)
+        rc = store_ets_call(x->store, fun, fargs.data, fargs.len, &res->value);
+    else
+        rc = store_ets_call(x->store, fun, a->all, a->all_len, &res->value);
+    term_buf_release(&fargs);
     if (rc == 0 && res->value.err)
         rc = res->value.err;
     if (rc == 0)

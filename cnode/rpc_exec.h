@@ -83,6 +83,18 @@ void rpc_exec_set_snapshot_cb(rpc_exec_t *x, rpc_action_cb cb, void *arg);
  * etsd:snapshot/0 answers {error, no_data_dir}. */
 int rpc_exec_set_storage(rpc_exec_t *x, const char *data_dir, const char *fsync);
 
+/* Confines ets:tab2file/2,3 and ets:file2tab/1,2 to dir (an absolute
+ * path, copied; realpath()ed by the caller): a relative file name is taken
+ * inside it, an absolute one must lie inside it; a name with a ".."
+ * component, an absolute name elsewhere, or a symlink on the way whose
+ * target lies outside (or is missing) is refused with
+ * {error, {parent_dir_in_path | outside_file_dir | symlink_outside_file_dir,
+ * Name}}. dir NULL refuses both calls with {error, no_file_dir}, which is
+ * also the default. Returns 0, -EINVAL (dir not absolute) or -ENOMEM.
+ * The checks are made at the call: a local user who can change the folder
+ * meanwhile is not kept out. */
+int rpc_exec_set_file_dir(rpc_exec_t *x, const char *dir);
+
 /* ---- Running a call --------------------------------------------------- */
 
 /* Runs mod:fun(Args...) where args is the encoded argument list (no version

@@ -1,10 +1,11 @@
 %% etsd_test_lib: helpers shared by the Common Test suites: paths, a real
-%% etsd process per test case, BEAM peers on 127.0.0.1, and waiting.
+%% etsd process per test case (started by etsd_peer, src/), BEAM peers on
+%% 127.0.0.1, and waiting.
 -module(etsd_test_lib).
 
 -export([root/0, build_dir/0, etsd_path/0, tool_path/1,
          run/2, start_peer/1, start_peer/2, await/2, await/3,
-         start_etsd/1, stop_etsd/1, kill_etsd/2, etsd_log/1, unique_name/1,
+         start_etsd/1, stop_etsd/1, kill_etsd/2, await_exit/2, etsd_log/1, unique_name/1,
          etsd_port/1, log_has/2, await_log/3]).
 
 %% The project's top folder: ETSD_ROOT from the Makefile, or found upwards
@@ -82,7 +83,7 @@ unique_name(Prefix) ->
     lists:flatten(io_lib:format("~s_~s_~b", [Prefix, os:getpid(),
                                              erlang:unique_integer([positive])])).
 
-%% Starts build/etsd as a port program and waits until it answers
+%% Starts build/etsd through etsd_peer and waits until it answers
 %% net_adm:ping. Opts is a CT Config list, or a map with:
 %%   config   => CT Config (its priv_dir gets the log file)   (or dir => Dir)
 %%   name     => name prefix (default "etsd"); a unique suffix is added
@@ -96,9 +97,9 @@ unique_name(Prefix) ->
 %%   wait     => ping (default: until it answers net_adm:ping from this
 %%               node), epmd (until EPMD lists it: for --sname, another
 %%               cookie or a short net_ticktime) or false
-%% Returns a map #{node, os_pid, port, log, name} for stop_etsd/1.
-%% A helper process SIGKILLs etsd if the calling process dies first, so a
-%% failed test leaves no etsd behind.
+%% Returns a map #{node, os_pid, peer, log, name, args} for stop_etsd/1.
+%% etsd_peer SIGKILLs etsd if the calling process dies first, so a failed
+%% test leaves no etsd behind.
 start_etsd(Config) when is_list(Config) -> start_etsd(#{config => Config});
 start_etsd(Opts) when is_map(Opts) ->
     Dir = case Opts of
@@ -106,48 +107,28 @@ start_etsd(Opts) when is_map(Opts) ->
               #{config := C} -> proplists:get_value(priv_dir, C)
           end,
     Name = unique_name(maps:get(name, Opts, "etsd")),
-    CookieArgs = case maps:get(cookie, Opts, erlang:get_cookie()) of
-                     none -> [];
-                     C0 -> ["--cookie", atom_to_list(C0)]
-                 end,
-    {NameArgs, Node} =
-        case maps:get(sname, Opts, false) of
-            true ->
-                {ok, Host} = inet:gethostname(),
-                {["--sname", Name], list_to_atom(Name ++ "@" ++ Host)};
-            false ->
-                Host = maps:get(host, Opts, "127.0.0.1"),
-                {["--name", Name ++ "@" ++ Host],
-                 list_to_atom(Name ++ "@" ++ Host)}
-        end,
-    Args = NameArgs ++ CookieArgs ++ maps:get(args, Opts, []),
     Log = filename:join(Dir, Name ++ ".log"),
-    %% exec: the shell becomes etsd, so the port's os_pid is etsd's pid.
-    Port = open_port({spawn_executable, "/bin/sh"},
-                     [{args, ["-c", "exec \"$0\" \"$@\" >>'" ++ Log ++ "' 2>&1"
-                              | maps:get(wrap, Opts, []) ++ [etsd_path() | Args]]},
-                      {env, maps:get(env, Opts, [])},
-                      exit_status, binary]),
-    {os_pid, OsPid} = erlang:port_info(Port, os_pid),
-    Caller = self(),
-    spawn(fun() ->
-                  Ref = monitor(process, Caller),
-                  receive {'DOWN', Ref, _, _, _} ->
-                          os:cmd("kill -9 " ++ integer_to_list(OsPid))
-                  end
-          end),
-    E = #{node => Node, os_pid => OsPid, port => Port, log => Log, name => Name,
-          args => Args},
-    case maps:get(wait, Opts, ping) of
-        W when W =:= ping; W =:= true ->
-            await(fun() -> port_alive(Port) andalso net_adm:ping(Node) =:= pong end,
-                  10000, {etsd_start, Node, Log}),
-            E;
-        epmd ->
-            await(fun() -> port_alive(Port) andalso etsd_port(E) =/= undefined end,
-                  10000, {etsd_start, Node, Log}),
-            E;
-        false -> E
+    PeerOpts = #{name => Name,
+                 longnames => not maps:get(sname, Opts, false),
+                 host => maps:get(host, Opts, "127.0.0.1"),
+                 wrap => maps:get(wrap, Opts, []),
+                 cookie => maps:get(cookie, Opts, erlang:get_cookie()),
+                 args => maps:get(args, Opts, []),
+                 env => maps:get(env, Opts, []),
+                 exec => etsd_path(),
+                 log => Log,
+                 wait => case maps:get(wait, Opts, ping) of
+                             true -> ping;
+                             W -> W
+                         end,
+                 timeout => 10000},
+    case etsd_peer:start(PeerOpts) of
+        {ok, Peer, Node} ->
+            #{node => Node, os_pid => etsd_peer:os_pid(Peer), peer => Peer, log => Log,
+              name => Name, args => maps:get(args, Opts, [])};
+        {error, {Why, _, Out}} ->
+            ct:log("etsd ~s did not start (~p):~n~s", [Name, Why, Out]),
+            ct:fail({timeout, {etsd_start, Name, Log}})
     end.
 
 %% etsd's distribution port from EPMD, or undefined.
@@ -157,22 +138,18 @@ etsd_port(#{name := Name}) ->
         _ -> undefined
     end.
 
-port_alive(Port) -> erlang:port_info(Port) =/= undefined.
-
 %% Stops etsd with SIGTERM and returns its exit status (or killed after 10 s).
-stop_etsd(#{os_pid := OsPid, port := Port}) ->
-    os:cmd("kill -TERM " ++ integer_to_list(OsPid)),
-    receive
-        {Port, {exit_status, S}} -> S
-    after 10000 ->
-            os:cmd("kill -9 " ++ integer_to_list(OsPid)),
-            killed
-    end.
+stop_etsd(#{peer := Peer}) ->
+    {S, _Log} = etsd_peer:stop(Peer),
+    S.
 
 %% Sends a signal ("KILL", "STOP", "CONT", "TERM") to etsd.
-kill_etsd(#{os_pid := OsPid}, Sig) ->
-    os:cmd("kill -" ++ Sig ++ " " ++ integer_to_list(OsPid)),
-    ok.
+kill_etsd(#{peer := Peer}, Sig) ->
+    etsd_peer:signal(Peer, Sig).
+
+%% Waits until etsd has exited: {ok, ExitStatus} or timeout.
+await_exit(#{peer := Peer}, Ms) ->
+    etsd_peer:wait_exit(Peer, Ms).
 
 %% The log file's contents so far.
 etsd_log(#{log := Log}) ->

@@ -41,7 +41,13 @@ all() ->
      restart_follows_the_release_of_the_cluster].
 
 init_per_testcase(Case, Config) ->
-    E = etsd_test_lib:start_etsd(#{config => Config, name => atom_to_list(Case)}),
+    %% tab2file and file2tab over rpc stay inside etsd's --file-dir.
+    Args = case Case of
+               tab2file_on_etsd_loads_on_beam -> ["--file-dir", ?config(priv_dir, Config)];
+               _ -> []
+           end,
+    E = etsd_test_lib:start_etsd(#{config => Config, name => atom_to_list(Case),
+                                   args => Args}),
     [{etsd, E} | Config].
 
 end_per_testcase(_Case, Config) ->

@@ -1,7 +1,8 @@
 %% tab2file_SUITE: etsd reads what ets:tab2file/2,3 writes on BEAM, BEAM's
 %% ets:file2tab(F, [{verify, true}]) reads what etsd writes, and damaged
 %% files are refused with a clear error. etsd's side is driven through
-%% test/tools/store_tab2file.c.
+%% test/tools/store_tab2file.c. Over rpc, a real etsd reads and writes such
+%% files only inside its --file-dir.
 -module(tab2file_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
@@ -11,7 +12,13 @@
          large_table_round_trips_both_ways/1,
          truncated_file_is_refused/1,
          corrupt_file_is_refused/1,
-         non_set_table_is_refused/1]).
+         non_set_table_is_refused/1,
+         rpc_tab2file_writes_inside_file_dir_and_beam_reads_it/1,
+         rpc_file2tab_reads_a_beam_file_inside_file_dir/1,
+         rpc_file_calls_refuse_parent_dir_components/1,
+         rpc_file_calls_refuse_absolute_paths_elsewhere/1,
+         rpc_file_calls_refuse_symlinks_leading_outside/1,
+         rpc_file_calls_without_data_dir_are_refused/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -22,7 +29,13 @@ all() ->
      large_table_round_trips_both_ways,
      truncated_file_is_refused,
      corrupt_file_is_refused,
-     non_set_table_is_refused].
+     non_set_table_is_refused,
+     rpc_tab2file_writes_inside_file_dir_and_beam_reads_it,
+     rpc_file2tab_reads_a_beam_file_inside_file_dir,
+     rpc_file_calls_refuse_parent_dir_components,
+     rpc_file_calls_refuse_absolute_paths_elsewhere,
+     rpc_file_calls_refuse_symlinks_leading_outside,
+     rpc_file_calls_without_data_dir_are_refused].
 
 init_per_testcase(Case, Config) ->
     Dir = filename:join(?config(priv_dir, Config),
@@ -31,7 +44,11 @@ init_per_testcase(Case, Config) ->
     ok = filelib:ensure_path(Dir),
     [{work_dir, Dir} | Config].
 
-end_per_testcase(_Case, _Config) ->
+end_per_testcase(_Case, Config) ->
+    case ?config(etsd, Config) of
+        undefined -> ok;
+        E -> etsd_test_lib:stop_etsd(E)
+    end,
     ok.
 
 tool() -> etsd_test_lib:tool_path("store_tab2file").
@@ -177,3 +194,115 @@ non_set_table_is_refused(Config) ->
     ok = ets:tab2file(T, F),
     {error, Out} = etsd_load(Config, F, verify),
     {match, _} = re:run(Out, "type bag is not supported").
+
+%% ---- over rpc: confined to --file-dir ----------------------------------------
+
+%% A real etsd with a data directory (so DATA_DIR/files), a users table of
+%% a few objects; returns {Node, FileDir}.
+etsd_with_files(Config) ->
+    Data = file(Config, "data"),
+    E = etsd_test_lib:start_etsd(#{config => Config, name => "t2f",
+                                   args => ["--data-dir", Data]}),
+    put(etsd, E),
+    N = maps:get(node, E),
+    true = rpc:call(N, ets, insert, [users, [{<<"a">>, 1}, {<<"b">>, 2}, {3, "c"}]]),
+    {N, filename:join(Data, "files")}.
+
+stop_etsd() ->
+    0 = etsd_test_lib:stop_etsd(erase(etsd)).
+
+rpc_tab2file_writes_inside_file_dir_and_beam_reads_it(Config) ->
+    {N, Files} = etsd_with_files(Config),
+    %% A relative name is taken inside the folder, an absolute one may
+    %% point into it; a string, a binary and an atom are all file names.
+    ok = rpc:call(N, ets, tab2file, [users, "rel.ets"]),
+    ok = rpc:call(N, ets, tab2file, [users, <<"bin.ets">>,
+                                     [{extended_info, [object_count, md5sum]}]]),
+    ok = rpc:call(N, ets, tab2file, [users, 'atom.ets']),
+    Abs = filename:join(Files, "abs.ets"),
+    ok = rpc:call(N, ets, tab2file, [users, Abs]),
+    ok = file:make_dir(filename:join(Files, "sub")),
+    ok = rpc:call(N, ets, tab2file, [users, "sub/nested.ets"]),
+    [begin
+         {ok, T} = ets:file2tab(filename:join(Files, F), [{verify, true}]),
+         [{3, "c"}, {<<"a">>, 1}, {<<"b">>, 2}] = lists:sort(ets:tab2list(T)),
+         ets:delete(T)
+     end || F <- ["rel.ets", "bin.ets", "atom.ets", "abs.ets", "sub/nested.ets"]],
+    stop_etsd().
+
+rpc_file2tab_reads_a_beam_file_inside_file_dir(Config) ->
+    {N, Files} = etsd_with_files(Config),
+    T = new_table(seeded, [{k, I} || I <- [1]] ++ [{I, I * I} || I <- lists:seq(1, 100)]),
+    ok = ets:tab2file(T, filename:join(Files, "seed.ets"), [{extended_info, [md5sum]}]),
+    {ok, seeded} = rpc:call(N, ets, file2tab, ["seed.ets", [{verify, true}]]),
+    101 = rpc:call(N, ets, info, [seeded, size]),
+    %% A missing file inside the folder is ETS's own error, not a refusal.
+    {error, _} = rpc:call(N, ets, file2tab, ["missing.ets"]),
+    stop_etsd().
+
+rpc_file_calls_refuse_parent_dir_components(Config) ->
+    {N, Files} = etsd_with_files(Config),
+    Out = filename:join(filename:dirname(Files), "escaped.ets"),
+    [begin
+         {error, {parent_dir_in_path, Name}} = rpc:call(N, ets, tab2file, [users, Name]),
+         {error, {parent_dir_in_path, Name}} = rpc:call(N, ets, file2tab, [Name])
+     end || Name <- ["../escaped.ets", "sub/../../escaped.ets", <<"..">>,
+                     filename:join(Files, "../escaped.ets")]],
+    false = filelib:is_file(Out),
+    %% A name that merely contains two dots is fine.
+    ok = rpc:call(N, ets, tab2file, [users, "a..b.ets"]),
+    stop_etsd().
+
+rpc_file_calls_refuse_absolute_paths_elsewhere(Config) ->
+    {N, Files} = etsd_with_files(Config),
+    Elsewhere = file(Config, "elsewhere.ets"),
+    {error, {outside_file_dir, Elsewhere}} = rpc:call(N, ets, tab2file, [users, Elsewhere]),
+    false = filelib:is_file(Elsewhere),
+    {error, {outside_file_dir, "/etc/passwd"}} = rpc:call(N, ets, file2tab, ["/etc/passwd"]),
+    %% A sibling whose name starts like the folder's is elsewhere too.
+    Sibling = Files ++ "_x/t.ets",
+    {error, {outside_file_dir, Sibling}} = rpc:call(N, ets, tab2file, [users, Sibling]),
+    stop_etsd().
+
+rpc_file_calls_refuse_symlinks_leading_outside(Config) ->
+    {N, Files} = etsd_with_files(Config),
+    Outside = file(Config, "outside"),
+    ok = file:make_dir(Outside),
+    T = new_table(secret, [{s, 1}]),
+    ok = ets:tab2file(T, filename:join(Outside, "secret.ets")),
+    ok = file:make_symlink(Outside, filename:join(Files, "out_dir")),
+    ok = file:make_symlink(filename:join(Outside, "secret.ets"),
+                           filename:join(Files, "secret_link.ets")),
+    ok = file:make_symlink(filename:join(Outside, "nothing_yet.ets"),
+                           filename:join(Files, "dangling.ets")),
+    {error, {symlink_outside_file_dir, "out_dir/x.ets"}} =
+        rpc:call(N, ets, tab2file, [users, "out_dir/x.ets"]),
+    {error, {symlink_outside_file_dir, "secret_link.ets"}} =
+        rpc:call(N, ets, file2tab, ["secret_link.ets"]),
+    {error, {symlink_outside_file_dir, "dangling.ets"}} =
+        rpc:call(N, ets, tab2file, [users, "dangling.ets"]),
+    %% tab2file writes NAME.tmp first: a link there is checked as well.
+    ok = file:make_symlink(filename:join(Outside, "tmp_target"),
+                           filename:join(Files, "viatmp.ets.tmp")),
+    {error, {symlink_outside_file_dir, "viatmp.ets"}} =
+        rpc:call(N, ets, tab2file, [users, "viatmp.ets"]),
+    [] = [F || F <- filelib:wildcard("*", Outside), F =/= "secret.ets"],
+    undefined = rpc:call(N, ets, info, [secret, size]),
+    %% A link that stays inside the folder is followed.
+    ok = file:make_dir(filename:join(Files, "real")),
+    ok = file:make_symlink(filename:join(Files, "real"), filename:join(Files, "alias")),
+    ok = rpc:call(N, ets, tab2file, [users, "alias/u.ets"]),
+    true = filelib:is_regular(filename:join([Files, "real", "u.ets"])),
+    stop_etsd().
+
+rpc_file_calls_without_data_dir_are_refused(Config) ->
+    E = etsd_test_lib:start_etsd(#{config => Config, name => "t2f_mem"}),
+    put(etsd, E),
+    N = maps:get(node, E),
+    F = file(Config, "nowhere.ets"),
+    {error, no_file_dir} = rpc:call(N, ets, tab2file, [users, F]),
+    {error, no_file_dir} = rpc:call(N, ets, file2tab, [F]),
+    false = filelib:is_file(F),
+    %% Arguments that are no file name stay ETS's badarg.
+    {badrpc, {'EXIT', {badarg, _}}} = rpc:call(N, ets, tab2file, [users, {not_a_name}]),
+    stop_etsd().

@@ -149,6 +149,10 @@ void store_set_node(const char *node);
 void store_batch_begin(store_t *s);
 int store_batch_end(store_t *s);
 
+/* Process-wide: cb (NULL for none) is told how long each fdatasync of a
+ * log took, in nanoseconds, on the thread that ran it. */
+void store_set_sync_observer(void (*cb)(uint64_t ns));
+
 /* Bytes in the log since the last snapshot (0 for a memory-only store), so
  * the caller can snapshot when the log grows past a threshold. */
 uint64_t store_log_bytes(store_t *s);

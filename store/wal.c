@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -289,16 +290,31 @@ unsigned long wal_test_syncs;
 int wal_test_fail_write;
 int wal_test_fail_sync;
 
-/* fdatasync of the log, through the test hooks. */
+static void (*sync_observer)(uint64_t ns);
+
+void store_set_sync_observer(void (*cb)(uint64_t ns))
+{
+    sync_observer = cb;
+}
+
+/* fdatasync of the log, through the test hooks, timed for the observer. */
 static int log_sync(store_durable_t *d)
 {
+    struct timespec t0, t1;
     wal_test_syncs++;
     if (wal_test_fail_sync) {
         int rc = wal_test_fail_sync;
         wal_test_fail_sync = 0;
         return rc;
     }
-    return fdatasync(d->log_fd) < 0 ? -errno : 0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = fdatasync(d->log_fd) < 0 ? -errno : 0;
+    if (sync_observer) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        sync_observer((uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u +
+                      (uint64_t)t1.tv_nsec - (uint64_t)t0.tv_nsec);
+    }
+    return rc;
 }
 
 void store_durable_free(store_durable_t *d)

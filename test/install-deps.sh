@@ -8,7 +8,7 @@ set -euo pipefail
 # bubblewrap build and enter the roots of newer OTP releases (otp-root.sh).
 packages=(build-essential pkg-config erlang-dev erlang-nox erlang-common-test
           erlang-doc libuv1-dev libssl-dev openssl check zlib1g-dev rebar3 clang
-          libclang-rt-dev valgrind mmdebstrap bubblewrap)
+          libclang-rt-dev valgrind mmdebstrap bubblewrap libhttp-parser-dev libsystemd-dev)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,6 +23,19 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
+fi
+
+# promtool checks the metrics text: Debian 13 ships it as its own package,
+# Debian 12 only inside prometheus.
+if ! command -v promtool >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    [ ${#missing[@]} -gt 0 ] || $sudo apt-get update -qq
+    echo "install-deps: installing promtool"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        promtool >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        prometheus >/dev/null
 fi
 
 # Distributed Erlang needs epmd; the suites and the demo use the local one.
