@@ -305,6 +305,7 @@ void store_durable_free(store_durable_t *d)
 {
     if (!d)
         return;
+    wal_compact_discard(d->compacting);
     /* A batch left open is a caller bug, but its records are applied in
      * memory: write them rather than drop them. */
     if (d->batch_depth > 0 && !d->broken)
