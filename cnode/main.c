@@ -16,6 +16,7 @@
 #include "cnode/log.h"
 #include "cnode/loop.h"
 #include "cnode/cluster.h"
+#include "cnode/compact.h"
 #include "cnode/node.h"
 #include "cnode/pg.h"
 #include "cnode/pubsub.h"
@@ -36,6 +37,8 @@ static const char usage[] =
     "  --pubsub MyApp.PubSub            PubSub server name; --pool-size N\n"
     "  --topic-new new --topic-sync node_up --sync-delay-ms 3000\n"
     "  --data-dir DIR                   snapshot + WAL; --fsync always|MS|never\n"
+    "  --compact-at BYTES               log size that starts a compaction\n"
+    "                                   (default: 2x the snapshot, >= 64 MB)\n"
     "  --port N                         listen port (0: any)\n"
     "  --net-ticktime S --log-level L   error|warn|info|debug\n"
     "  --max-frame BYTES --max-queue BYTES  incoming frame and per-peer\n"
@@ -154,6 +157,9 @@ static int default_cookie(char *out, size_t outsz)
 
 /* ---- Command line -------------------------------------------------------- */
 
+/* --compact-at: 0 for the store's default rule. */
+static uint64_t opt_compact_at;
+
 static int parse_uint(const char *opt, const char *v, unsigned long long max,
                       unsigned long long *out)
 {
@@ -235,7 +241,8 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             "--name", "--sname", "--cookie", "--cookie-file", "--join", "--dns",
             "--basename", "--table", "--keypos", "--pubsub", "--pool-size",
             "--topic-new", "--topic-sync", "--sync-delay-ms", "--data-dir", "--fsync",
-            "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue", NULL};
+            "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue",
+            "--compact-at", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], arg) != 0)
             k++;
@@ -316,6 +323,10 @@ static int parse_args(int argc, char **argv, node_config_t *cfg)
             if (parse_uint(arg, val, UINT32_MAX, &u) < 0 || u < 1024)
                 return 2;
             cfg->max_frame = u;
+        } else if (strcmp(arg, "--compact-at") == 0) {
+            if (parse_uint(arg, val, 1ULL << 50, &u) < 0 || u < 4096)
+                return 2;
+            opt_compact_at = u;
         } else if (strcmp(arg, "--max-queue") == 0) {
             if (parse_uint(arg, val, 1ULL << 40, &u) < 0 || u < 1024)
                 return 2;
@@ -386,6 +397,7 @@ typedef struct services {
     pubsub_t *pubsub;
     replicate_t *rep;
     cluster_t *cluster;
+    compact_t *compact;    /* NULL for a memory-only store */
     uv_timer_t flush;      /* --fsync MS: store_flush() on a timer */
     int flush_on;
 } services_t;
@@ -402,6 +414,7 @@ static void services_shutdown_cb(node_t *n, void *data)
 {
     services_t *sv = data;
     (void)n;
+    compact_stop(sv->compact);
     if (sv->flush_on) {
         uv_timer_stop(&sv->flush);
         uv_close((uv_handle_t *)&sv->flush, NULL);
@@ -416,6 +429,41 @@ static int services_info_cb(void *arg, term_buf_t *out, uint32_t *count)
     services_t *sv = arg;
     int rc = cluster_info_cb(sv->cluster, out, count);
     return rc < 0 ? rc : replicate_info_cb(sv->rep, out, count);
+}
+
+/* etsd:snapshot(): a compaction, answered when it is durable. */
+static int snapshot_start_cb(void *arg, rpc_snapshot_done_cb done, void *ctx)
+{
+    services_t *sv = arg;
+    return sv->compact ? compact_request(sv->compact, done, ctx) : -EINVAL;
+}
+
+static void snapshot_cancel_cb(void *arg, void *ctx)
+{
+    services_t *sv = arg;
+    compact_cancel(sv->compact, ctx);
+}
+
+static void snapshot_cast_done_cb(void *ctx, int rc)
+{
+    (void)ctx;
+    (void)rc; /* the compaction logs its own outcome */
+}
+
+/* etsd:snapshot() by rpc:cast (nobody waits): start one and answer ok. */
+static int snapshot_cast_cb(void *arg, term_buf_t *out)
+{
+    services_t *sv = arg;
+    int rc = sv->compact ? compact_request(sv->compact, snapshot_cast_done_cb, NULL)
+                         : -EINVAL;
+    if (rc == 0) {
+        term_put_atom(out, "ok");
+    } else {
+        term_put_tuple(out, 2);
+        term_put_atom(out, "error");
+        term_put_atom(out, rc == -EINVAL ? "no_data_dir" : "eio");
+    }
+    return 0;
 }
 
 static int store_start(const node_config_t *cfg, services_t *sv)
@@ -460,6 +508,13 @@ static int services_start(node_t *n, const node_config_t *cfg, services_t *sv)
         (rc = pubsub_new(n, sv->pg, cfg->pubsub, cfg->pool_size, &sv->pubsub)) < 0 ||
         (rc = replicate_new(n, sv->pg, sv->pubsub, sv->store, &sv->rep)) < 0)
         return rc;
+    if (cfg->data_dir) {
+        if ((rc = compact_new(node_loop(n), sv->store, opt_compact_at, &sv->compact)) < 0)
+            return rc;
+        rpc_snapshot_hook_t hook = { snapshot_start_cb, snapshot_cancel_cb, sv };
+        rpc_set_snapshot_hook(sv->rpc, &hook);
+        rpc_exec_set_snapshot_cb(sv->exec, snapshot_cast_cb, sv);
+    }
     rpc_exec_set_insert_cb(sv->exec, replicate_insert_cb, sv->rep);
     rpc_exec_set_sync_cb(sv->exec, replicate_sync_cb, sv->rep);
     if ((rc = cluster_new(n, 0, &sv->cluster)) < 0)
@@ -484,6 +539,7 @@ static void services_free(services_t *sv)
     pg_free(sv->pg);
     rpc_free(sv->rpc);
     rpc_exec_free(sv->exec);
+    compact_free(sv->compact);
     store_free(sv->store);
 }
 

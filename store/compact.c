@@ -348,7 +348,8 @@ fail:
 /* Deletes the segments the snapshot at seq covers. */
 static int delete_segments(int dir_fd, uint64_t seq)
 {
-    int fd = dup(dir_fd);
+    /* A descriptor of its own: a dup would share the read position. */
+    int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     DIR *dp = fdopendir(fd);
@@ -357,13 +358,13 @@ static int delete_segments(int dir_fd, uint64_t seq)
         close(fd);
         return rc;
     }
-    int rc = 0, n = 0;
+    int rc = 0;
     struct dirent *e;
     while ((e = readdir(dp)) != NULL) {
         uint64_t sq;
         if (!wal_segment_name(e->d_name, &sq) || sq > seq)
             continue;
-        if (n++ > 0 && (rc = step(STORE_STEP_UNLINK)) < 0)
+        if ((rc = step(STORE_STEP_UNLINK)) < 0)
             break;
         if (unlinkat(dir_fd, e->d_name, 0) < 0 && errno != ENOENT) {
             rc = -errno;

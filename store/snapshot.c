@@ -377,7 +377,8 @@ static int list_segments(store_durable_t *d, uint64_t lsn, uint64_t **out, size_
 {
     *out = NULL;
     *n = 0;
-    int fd = dup(d->dir_fd);
+    /* A descriptor of its own: a dup would share the read position. */
+    int fd = openat(d->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     DIR *dp = fdopendir(fd);
@@ -386,7 +387,6 @@ static int list_segments(store_durable_t *d, uint64_t lsn, uint64_t **out, size_
         close(fd);
         return rc;
     }
-    rewinddir(dp);
     uint64_t *v = NULL;
     size_t cap = 0, k = 0;
     int rc = 0;

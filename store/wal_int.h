@@ -187,7 +187,7 @@ typedef enum store_step {
     STORE_STEP_SYNC,     /* the child's fsync of store.snap.tmp */
     STORE_STEP_RENAME,   /* store.snap.tmp -> store.snap */
     STORE_STEP_DIRSYNC,  /* the directory's fsync after it */
-    STORE_STEP_UNLINK,   /* deleting covered segments (after the first) */
+    STORE_STEP_UNLINK,   /* deleting a covered segment */
     STORE_STEP_COUNT
 } store_step_t;
 
