@@ -4,12 +4,17 @@
 %% it is killed at random moments and restarted, and a checker compares the
 %% table with a model of the stream after every kill. A second run does the
 %% same with most writes in group commits, acknowledged only after their
-%% batch's end returned.
+%% batch's end returned. The writer compacts as etsd does (every 50th
+%% write starts one in the background, every 150th snapshots at once), so
+%% kills land while a snapshot is written, renamed or the log deleted; a
+%% third run makes the writer die at a chosen step of a compaction in each
+%% cycle (STORE_CRASH_STEP).
 -module(durability_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
 -export([kill9_at_random_moments_loses_no_acknowledged_write/1,
          kill9_during_group_commits_loses_no_acknowledged_write/1,
+         kill9_at_each_compaction_step_loses_no_acknowledged_write/1,
          torn_log_tail_is_cut_and_reported/1,
          log_damaged_in_the_middle_is_refused/1,
          second_writer_on_a_directory_is_refused/1]).
@@ -23,6 +28,7 @@ suite() -> [{timetrap, {seconds, 60}}].
 all() ->
     [kill9_at_random_moments_loses_no_acknowledged_write,
      kill9_during_group_commits_loses_no_acknowledged_write,
+     kill9_at_each_compaction_step_loses_no_acknowledged_write,
      torn_log_tail_is_cut_and_reported,
      log_damaged_in_the_middle_is_refused,
      second_writer_on_a_directory_is_refused].
@@ -47,6 +53,19 @@ kill9_at_random_moments_loses_no_acknowledged_write(Config) ->
 kill9_during_group_commits_loses_no_acknowledged_write(Config) ->
     kill9_run(Config, ?BATCH).
 
+%% Each cycle the writer dies by SIGKILL at a random step of a compaction
+%% (test/tools/store_crash.c, store_step_t: 1 rotate the log, 2 create the
+%% new one, 3 fork, 4 half the snapshot written, 5 before its fsync,
+%% 6 rename, 7 directory fsync, 8 delete the old log), or is killed from
+%% here if it outruns the step (step 8 needs a snapshot to cover a
+%% segment, and 1 a log with records); with group commits.
+kill9_at_each_compaction_step_loses_no_acknowledged_write(Config) ->
+    put(crash_steps, true),
+    put(step_deaths, 0),
+    kill9_run(Config, ?BATCH),
+    %% most cycles must have died at their step, not by the fallback kill
+    true = get(step_deaths) >= ?CYCLES div 2.
+
 kill9_run(Config, Batch) ->
     Dir = ?config(data_dir_path, Config),
     Seed = erlang:phash2({erlang:system_time(), os:getpid()}) + 1,
@@ -54,9 +73,20 @@ kill9_run(Config, Batch) ->
     ct:log("rand seed ~p, batch ~p", [Seed, Batch]),
     put(batch, Batch),
     {Next, Acked, Notes} = cycles(Dir, ?CYCLES, 1, 0, 0),
-    ct:log("~p cycles: ~p writes acknowledged, resumed at ~p, ~p torn tails cut",
-           [?CYCLES, Acked, Next, Notes]),
+    ct:log("~p cycles: ~p writes acknowledged, resumed at ~p, ~p torn tails cut, "
+           "~p deaths at a compaction step",
+           [?CYCLES, Acked, Next, Notes, case get(step_deaths) of undefined -> 0; D -> D end]),
     true = Acked >= ?CYCLES.
+
+%% The crash step for this cycle's writer, if the run uses them.
+crash_env() ->
+    case get(crash_steps) of
+        true ->
+            Step = rand:uniform(8),
+            put(step, Step),
+            [{"STORE_CRASH_STEP", integer_to_list(Step)}];
+        _ -> []
+    end.
 
 %% Writer and checker arguments for the run's batch size.
 write_args(Dir, Start) ->
@@ -75,9 +105,13 @@ cycles(_Dir, 0, Next, Acked, Notes) ->
     {Next, Acked, Notes};
 cycles(Dir, N, Start, Acked, Notes) ->
     %% Target < 0: kill during recovery, before the writer is ready.
-    Target = rand:uniform(45) - 6,
+    Env = crash_env(),
+    Target = case Env of
+                 [] -> rand:uniform(45) - 6;
+                 _ -> 50 + rand:uniform(50)  % past the next compaction
+             end,
     Port = open_port({spawn_executable, tool()},
-                     [{args, write_args(Dir, Start)},
+                     [{args, write_args(Dir, Start)}, {env, Env},
                       {line, 256}, exit_status, binary]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
     Killed = Target < 0 andalso kill_now(OsPid),
@@ -108,6 +142,11 @@ writer_until(Port, OsPid, Target, Last, Killed) ->
             writer_until(Port, OsPid, Target, Last, Killed);
         {Port, {exit_status, S}} when Killed ->
             true = S =/= 0,
+            Last;
+        {Port, {exit_status, 137}} when is_integer(Target) ->
+            %% died at its compaction step (128 + SIGKILL)
+            true = get(crash_steps),
+            put(step_deaths, get(step_deaths) + 1),
             Last;
         {Port, {exit_status, S}} ->
             ct:fail({writer_exited, S, Last})
