@@ -28,7 +28,7 @@ LIBCNODE = $(BUILD)/libcnode.a
 # Link order: each layer uses only the ones after it.
 LAYERS   = $(LIBCNODE) $(LIBSTORE) $(LIBTERM)
 
-.PHONY: all check ct ct-matrix test deps asan fuzz fuzz-build bench demo clean
+.PHONY: all check ct ct-matrix ct-asan test deps asan fuzz fuzz-build bench demo clean
 all: $(BUILD)/etsd $(LAYERS) $(patsubst test/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
 
 $(BUILD)/obj/%.o: %.c
@@ -98,10 +98,22 @@ deps:
 test: deps
 	$(MAKE) check
 	$(MAKE) ct-matrix
+	$(MAKE) ct-asan
 
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 asan:
-	$(MAKE) BUILD=build-asan OPT=-O1 \
-	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="$(SAN_FLAGS)" check
+
+# The Common Test suites against etsd and the test tools built with
+# AddressSanitizer and UndefinedBehaviorSanitizer, on OTP 25: a report ends
+# the process with a non-zero status (exitcode, -fno-sanitize-recover), and
+# etsd_test_lib, as a CT hook, fails the test case whose etsd logged one.
+SAN_RUN_ENV = ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:exitcode=86:print_summary=1 \
+              UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87
+ct-asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="$(SAN_FLAGS)" all
+	env $(SAN_RUN_ENV) $(MAKE) ct BUILD=build-asan OPT=-O1 SAN="$(SAN_FLAGS)" OTP=25 \
+	  CT_ARGS="$(CT_ARGS)"
 
 # libFuzzer targets: clang, ASan and UBSan. FUZZ_SECONDS per target (default 600).
 FUZZ_SECONDS ?= 600
