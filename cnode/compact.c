@@ -57,11 +57,12 @@ static void after_work_cb(uv_work_t *req, int status)
     cp->running = NULL;
     if (rc == 0)
         log_info("store: compaction %llu: snapshot of %llu objects at seq %llu, "
-                 "%.1f MB, replaces %.1f MB of log; %.0f ms, loop held %.2f ms",
+                 "%.1f MB, replaces %.1f MB of log; %.0f ms, loop held %.2f ms "
+                 "(%.2f ms CPU)",
                  (unsigned long long)cp->count, (unsigned long long)info.objects,
                  (unsigned long long)info.seq, (double)info.snap_bytes / 1e6,
                  (double)info.log_bytes / 1e6, (double)info.total_ns / 1e6,
-                 (double)info.begin_ns / 1e6);
+                 (double)info.begin_ns / 1e6, (double)info.begin_cpu_ns / 1e6);
     else if (!cp->stopping)
         log_error("store: compaction %llu failed after %.0f ms: %s; the log is kept",
                   (unsigned long long)cp->count, (double)info.total_ns / 1e6,

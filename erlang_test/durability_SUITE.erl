@@ -61,11 +61,11 @@ kill9_during_group_commits_loses_no_acknowledged_write(Config) ->
     kill9_run(Config, ?BATCH).
 
 %% Each cycle the writer dies by SIGKILL at a random step of a compaction
-%% (test/tools/store_crash.c, store_step_t: 1 rotate the log, 2 create the
-%% new one, 3 fork, 4 half the snapshot written, 5 before its fsync,
-%% 6 rename, 7 directory fsync, 8 delete the old log), or is killed from
-%% here if it outruns the step (step 8 needs a snapshot to cover a
-%% segment, and 1 a log with records); with group commits.
+%% (store/wal_int.h, store_step_t: 1 fork, 2 rename the log to a segment,
+%% 3 rename the next log to store.wal, 4 half the snapshot written,
+%% 5 before its fsync, 6 rename the snapshot, 7 directory fsync, 8 delete
+%% the segment, 9 create the following next log), or is killed from here
+%% if it outruns the step; with group commits.
 kill9_at_each_compaction_step_loses_no_acknowledged_write(Config) ->
     put(crash_steps, true),
     put(step_deaths, 0),
@@ -89,7 +89,7 @@ kill9_run(Config, Batch) ->
 crash_env() ->
     case get(crash_steps) of
         true ->
-            Step = rand:uniform(8),
+            Step = rand:uniform(9),
             put(step, Step),
             [{"STORE_CRASH_STEP", integer_to_list(Step)}];
         _ -> []
@@ -199,7 +199,7 @@ etsd(Config, Dir, Extra) ->
                                args => ["--data-dir", Dir | Extra]}).
 
 segments(Dir) ->
-    [F || F <- filelib:wildcard("store.wal.*", Dir)].
+    filelib:wildcard("store.wal.[0-9]*", Dir).
 
 user(I) -> {I, <<"user", (integer_to_binary(I))/binary>>, binary:copy(<<"x">>, 150)}.
 

@@ -1,8 +1,9 @@
-/* compact.c: log compaction. The log is rotated to a segment at seq S, a
- * forked child writes the tables as they were at S (its copy-on-write view
- * of memory) to a temporary snapshot, and a waiting thread renames it into
- * place and deletes the segments it covers, while the caller's loop goes
- * on appending to the new log. See store.h for the steps and their
+/* compact.c: log compaction. At seq S the caller's loop switches appends
+ * to a log file made ahead of time and forks a child that writes the
+ * tables as they were at S (its copy-on-write view of memory) to a
+ * temporary snapshot; a waiting thread renames the old log to a segment
+ * and the new one into place, renames the snapshot into place and deletes
+ * the segments it covers, while the loop goes on appending. See store.h for the steps and their
  * crash guarantees. */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,11 +38,16 @@ static int step(store_step_t st)
     return 0;
 }
 
-static uint64_t now_ns(void)
+static uint64_t clock_ns(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ns(void)
+{
+    return clock_ns(CLOCK_MONOTONIC);
 }
 
 int wal_segment_name(const char *name, uint64_t *seq)
@@ -75,8 +81,11 @@ struct store_compact {
     int pipe_rd;
     int dir_fd;              /* our own, so the thread never touches s */
     uint64_t seq;
+    int rotated;             /* the loop switched to store.wal.next */
+    int rot_rc;              /* the renames of the rotation failed */
+    int next_fd;             /* the following store.wal.next, or -1 */
     uint64_t log_bytes;      /* what the snapshot makes obsolete */
-    uint64_t t0, begin_ns, total_ns;
+    uint64_t t0, begin_ns, begin_cpu_ns, total_ns;
     child_result_t res;
     int rc;
     int waited;
@@ -87,6 +96,32 @@ struct store_compact {
 static int fsync_fd(int fd)
 {
     return fsync(fd) < 0 ? -errno : 0;
+}
+
+int wal_next_create(int dir_fd, int *out, int hooks)
+{
+    int rc = hooks ? step(STORE_STEP_NEXT) : 0;
+    if (rc < 0)
+        return rc;
+    if (unlinkat(dir_fd, WAL_NEXT_FILE, 0) < 0 && errno != ENOENT)
+        return -errno;
+    int fd = openat(dir_fd, WAL_NEXT_FILE, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    errno = 0;
+    if (pwrite(fd, WAL_LOG_MAGIC, WAL_MAGIC_LEN, 0) != WAL_MAGIC_LEN)
+        rc = errno ? -errno : -EIO;
+    if (rc == 0 && fdatasync(fd) < 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = fsync_fd(dir_fd);
+    if (rc < 0) {
+        close(fd);
+        (void)unlinkat(dir_fd, WAL_NEXT_FILE, 0);
+        return rc;
+    }
+    *out = fd;
+    return 0;
 }
 
 /* ---- The child --------------------------------------------------------- */
@@ -123,9 +158,9 @@ static void close_others(const int *keep, size_t n)
 }
 
 /* Runs in the forked child: memory is the tables as they were at seq. The
- * child only writes to descriptors it was given; renaming is the parent's
+ * child writes store.snap.tmp and nothing else; renaming is the parent's
  * job, so a child outliving a crashed parent changes no file name. */
-static void child_main(store_t *s, pid_t parent, int snap_fd, int old_log_fd,
+static void child_main(store_t *s, pid_t parent, int dir_fd, int old_log_fd,
                        int pipe_wr, uint64_t seq, store_fsync_t policy)
 {
     child_result_t r = {0};
@@ -137,7 +172,7 @@ static void child_main(store_t *s, pid_t parent, int snap_fd, int old_log_fd,
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
-    int keep[3] = { snap_fd, old_log_fd, pipe_wr };
+    int keep[3] = { dir_fd, old_log_fd, pipe_wr };
     for (int i = 1; i < 3; i++)
         for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
             int t = keep[j];
@@ -150,6 +185,12 @@ static void child_main(store_t *s, pid_t parent, int snap_fd, int old_log_fd,
      * snapshot makes it obsolete, but until then it is the only copy. */
     if (old_log_fd >= 0 && policy != STORE_FSYNC_NEVER && fdatasync(old_log_fd) < 0)
         r.rc = -errno;
+    int snap_fd = -1;
+    if (r.rc == 0) {
+        snap_fd = openat(dir_fd, WAL_SNAP_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (snap_fd < 0)
+            r.rc = -errno;
+    }
     if (r.rc == 0 && store_test_crash_step == STORE_STEP_WRITE) {
         /* A crash in mid-write: half a snapshot on disk, parent gone. */
         uint64_t b = 0, o = 0;
@@ -196,58 +237,6 @@ static void failed(store_t *s, store_durable_t *d)
     d->stats.failed++;
 }
 
-/* Renames the log to its segment name and starts a new one. On 0,
- * *old_fd is the old log's descriptor (the caller closes it); on failure
- * the log is as it was, or the store is broken if it could not be put
- * back. Nothing to rotate (an empty log) is 0 with *old_fd -1. */
-static int rotate(store_durable_t *d, int *old_fd, uint64_t *old_bytes)
-{
-    char seg[64];
-    int rc;
-    *old_fd = -1;
-    *old_bytes = 0;
-    if (d->log_end <= WAL_MAGIC_LEN)
-        return 0;
-    snprintf(seg, sizeof seg, WAL_SEG_PREFIX "%" PRIu64, d->next_seq - 1);
-    if ((rc = step(STORE_STEP_ROTATE)) < 0)
-        return rc;
-    /* NOREPLACE: a segment of that name holds records too (it cannot,
-     * since seqs grow, but a lost segment would be a lost write). */
-    if (renameat2(d->dir_fd, WAL_LOG_FILE, d->dir_fd, seg, RENAME_NOREPLACE) < 0)
-        return -errno;
-    int fd = -1;
-    rc = step(STORE_STEP_NEWLOG);
-    if (rc == 0) {
-        fd = openat(d->dir_fd, WAL_LOG_FILE, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd < 0)
-            rc = -errno;
-    }
-    if (rc == 0) {
-        errno = 0;
-        if (pwrite(fd, WAL_LOG_MAGIC, WAL_MAGIC_LEN, 0) != WAL_MAGIC_LEN)
-            rc = errno ? -errno : -EIO;
-    }
-    /* The rename and the new file must be durable before the first write
-     * to the new log is acknowledged. */
-    if (rc == 0)
-        rc = fsync_fd(d->dir_fd);
-    if (rc < 0) {
-        if (fd >= 0) {
-            close(fd);
-            (void)unlinkat(d->dir_fd, WAL_LOG_FILE, 0);
-        }
-        if (renameat(d->dir_fd, seg, d->dir_fd, WAL_LOG_FILE) < 0)
-            d->broken = 1; /* appends would go to a file named seg */
-        return rc;
-    }
-    *old_fd = d->log_fd;
-    *old_bytes = d->log_end - WAL_MAGIC_LEN;
-    d->log_fd = fd;
-    d->log_end = WAL_MAGIC_LEN;
-    d->dirty = 0;
-    return 0;
-}
-
 int store_compact_begin(store_t *s, store_compact_t **out)
 {
     store_durable_t *d = s ? store_durable(s) : NULL;
@@ -257,20 +246,25 @@ int store_compact_begin(store_t *s, store_compact_t **out)
         return -EIO;
     if (d->compacting)
         return -EBUSY;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = now_ns(), cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     /* Records an open batch holds are applied in memory, so the snapshot
      * will contain them: put them in the log first, so seqs and log agree.
-     * Under --fsync always they become durable before the log rotates, as
+     * Under --fsync always they become durable before the log switches, as
      * the batch's end would have made them (it syncs only the new log). */
     int rc = wal_batch_write(d);
     if (rc < 0)
         return rc;
     if (d->dirty && d->policy == STORE_FSYNC_ALWAYS && (rc = wal_sync(d)) < 0)
         return rc;
+    /* Normally made ahead of time, off the loop, by the last compaction. */
+    if (d->next_fd < 0 && (rc = wal_next_create(d->dir_fd, &d->next_fd, 0)) < 0) {
+        failed(s, d);
+        return rc;
+    }
     store_compact_t *c = mem_calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    c->pipe_rd = c->dir_fd = -1;
+    c->pipe_rd = c->dir_fd = c->next_fd = -1;
     c->pid = -1;
     c->t0 = t0;
     c->seq = d->next_seq - 1;
@@ -278,63 +272,59 @@ int store_compact_begin(store_t *s, store_compact_t **out)
         mem_free(c);
         return -ENOMEM;
     }
-    int snap_fd = -1, old_fd = -1, pfd[2] = { -1, -1 };
-    uint64_t old_bytes = 0;
+    int pfd[2] = { -1, -1 };
     c->dir_fd = fcntl(d->dir_fd, F_DUPFD_CLOEXEC, 3);
     if (c->dir_fd < 0) {
         rc = -errno;
         goto fail;
     }
-    snap_fd = openat(d->dir_fd, WAL_SNAP_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (snap_fd < 0) {
+    if (pipe2(pfd, O_CLOEXEC) < 0) {
         rc = -errno;
         goto fail;
     }
-    if (pipe2(pfd, O_CLOEXEC) < 0) {
-        rc = -errno;
-        goto fail_tmp;
-    }
-    if ((rc = rotate(d, &old_fd, &old_bytes)) < 0)
-        goto fail_tmp;
-    d->seg_bytes += old_bytes;
-    c->log_bytes = d->seg_bytes;
     if ((rc = step(STORE_STEP_FORK)) < 0)
-        goto fail_tmp;
+        goto fail;
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         rc = -errno;
-        goto fail_tmp;
+        goto fail;
     }
     if (pid == 0)
-        child_main(s, parent, snap_fd, old_fd, pfd[1], c->seq, d->policy);
+        child_main(s, parent, c->dir_fd, d->log_fd, pfd[1], c->seq, d->policy);
     /* The child's test hooks fired in the child's copy of them. */
     if (store_test_fail_step == STORE_STEP_WRITE || store_test_fail_step == STORE_STEP_SYNC)
         store_test_fail_step = STORE_STEP_NONE;
     c->pid = pid;
     c->pipe_rd = pfd[0];
     close(pfd[1]);
-    close(snap_fd);
-    if (old_fd >= 0)
-        close(old_fd);
+    /* Switch logs: appends go on in the file made ahead of time; the
+     * thread renames both (store.wal.S, store.wal) and syncs the dir. An
+     * empty log has nothing a snapshot would replace: it stays. */
+    if (d->log_end > WAL_MAGIC_LEN) {
+        close(d->log_fd);
+        d->seg_bytes += d->log_end - WAL_MAGIC_LEN;
+        d->log_fd = d->next_fd;
+        d->next_fd = -1;
+        d->log_end = WAL_MAGIC_LEN;
+        d->dirty = 0;
+        c->rotated = 1;
+    }
+    c->log_bytes = d->seg_bytes;
     d->compacting = c;
     d->stats.running = 1;
     c->begin_ns = now_ns() - t0;
+    c->begin_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     if (c->begin_ns > d->stats.max_begin_ns)
         d->stats.max_begin_ns = c->begin_ns;
     *out = c;
     return 0;
 
-fail_tmp:
-    close(snap_fd);
-    (void)unlinkat(d->dir_fd, WAL_SNAP_TMP, 0);
 fail:
     if (pfd[0] >= 0) {
         close(pfd[0]);
         close(pfd[1]);
     }
-    if (old_fd >= 0)
-        close(old_fd);  /* rotated: the segment waits for the next one */
     if (c->dir_fd >= 0)
         close(c->dir_fd);
     pthread_mutex_destroy(&c->lock);
@@ -375,12 +365,40 @@ static int delete_segments(int dir_fd, uint64_t seq)
     return rc;
 }
 
+/* The names of the switch made on the loop: the old log becomes the
+ * segment store.wal.S, the next log store.wal, and the directory says so
+ * before anything is deleted. Until then recovery reads the old log, then
+ * store.wal.next (its records follow). */
+static int rename_logs(store_compact_t *c)
+{
+    char seg[64];
+    int rc;
+    snprintf(seg, sizeof seg, WAL_SEG_PREFIX "%" PRIu64, c->seq);
+    if ((rc = step(STORE_STEP_ROTATE)) < 0)
+        return rc;
+    /* NOREPLACE: a segment of that name holds records too (it cannot,
+     * since seqs grow, but a lost segment would be lost writes). */
+    if (renameat2(c->dir_fd, WAL_LOG_FILE, c->dir_fd, seg, RENAME_NOREPLACE) < 0)
+        return -errno;
+    if ((rc = step(STORE_STEP_NEWLOG)) < 0)
+        return rc;
+    if (renameat(c->dir_fd, WAL_NEXT_FILE, c->dir_fd, WAL_LOG_FILE) < 0)
+        return -errno;
+    return fsync_fd(c->dir_fd);
+}
+
 int store_compact_wait(store_compact_t *c)
 {
     if (c->waited)
         return c->rc;
     size_t got = 0;
     int rc = 0;
+    if (c->rotated && (c->rot_rc = rename_logs(c)) < 0) {
+        /* The store must stop (store_compact_end()); the snapshot is
+         * not worth waiting for. */
+        store_compact_abort(c);
+        rc = c->rot_rc;
+    }
     while (got < sizeof c->res) {
         ssize_t n = read(c->pipe_rd, (char *)&c->res + got, sizeof c->res - got);
         if (n < 0 && errno == EINTR)
@@ -395,7 +413,9 @@ int store_compact_wait(store_compact_t *c)
     int st = 0;
     while (waitpid(c->pid, &st, 0) < 0 && errno == EINTR)
         ;
-    if (got < sizeof c->res)
+    if (rc < 0)
+        ;
+    else if (got < sizeof c->res)
         rc = -ECHILD;
     else if (c->res.rc < 0)
         rc = c->res.rc;
@@ -416,6 +436,10 @@ int store_compact_wait(store_compact_t *c)
         if (rc == 0)
             rc = delete_segments(c->dir_fd, c->seq);
     }
+    /* The next switch's log, made now while nobody waits for it. If this
+     * fails, the next store_compact_begin() makes it. */
+    if (c->rotated && c->rot_rc == 0 && wal_next_create(c->dir_fd, &c->next_fd, 1) < 0)
+        c->next_fd = -1;
     c->rc = rc;
     c->waited = 1;
     c->total_ns = now_ns() - c->t0;
@@ -449,6 +473,14 @@ int store_compact_end(store_t *s, store_compact_t *c, store_compact_info_t *info
     if (d && d->compacting == c) {
         d->compacting = NULL;
         d->stats.running = 0;
+        /* The log is named store.wal.next or the old one still store.wal:
+         * recovery reads that right, but the next switch could not. */
+        if (c->rot_rc < 0)
+            d->broken = 1;
+        if (c->next_fd >= 0 && d->next_fd < 0) {
+            d->next_fd = c->next_fd;
+            c->next_fd = -1;
+        }
         if (rc == 0) {
             d->snap_bytes = c->res.bytes;
             /* Segments rotated meanwhile: none (one compaction at a time). */
@@ -470,8 +502,11 @@ int store_compact_end(store_t *s, store_compact_t *c, store_compact_info_t *info
         info->log_bytes = c->log_bytes;
         info->objects = c->res.objects;
         info->begin_ns = c->begin_ns;
+        info->begin_cpu_ns = c->begin_cpu_ns;
         info->total_ns = c->total_ns;
     }
+    if (c->next_fd >= 0)
+        close(c->next_fd);
     close(c->pipe_rd);
     close(c->dir_fd);
     pthread_mutex_destroy(&c->lock);

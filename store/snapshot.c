@@ -523,6 +523,82 @@ out:
     return rc;
 }
 
+/* A crash after a compaction switched logs, before its thread renamed
+ * them, leaves the log in store.wal.next (it has records) and the one
+ * before it in store.wal: put the names right before reading, as the
+ * thread would have. A store.wal.next without records was made ahead of
+ * time and never used: it goes (store_open() makes a new one). */
+static int promote_next(store_durable_t *d, char *errbuf, size_t errlen)
+{
+    int fd = openat(d->dir_fd, WAL_NEXT_FILE, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        int rc = -errno;
+        store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_NEXT_FILE, strerror(-rc));
+        return rc;
+    }
+    mapped_t m;
+    int rc = map_fd(fd, &m);
+    close(fd);
+    if (rc < 0) {
+        store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_NEXT_FILE, strerror(-rc));
+        return rc;
+    }
+    wal_rec_t r;
+    uint64_t first = 0;
+    int has = m.len > WAL_MAGIC_LEN && memcmp(m.data, WAL_LOG_MAGIC, WAL_MAGIC_LEN) == 0 &&
+              wal_decode(m.data + WAL_MAGIC_LEN, m.len - WAL_MAGIC_LEN, &r) == 0 &&
+              r.type != WAL_END;
+    if (has)
+        first = r.seq;
+    /* Its first record torn (the crash cut the first append): nothing in
+     * it was acknowledged, unless valid records follow: damage, not a tear. */
+    int damaged = !has && m.len > WAL_MAGIC_LEN + 1 &&
+                  wal_valid_record_follows(m.data + WAL_MAGIC_LEN + 1,
+                                           m.len - WAL_MAGIC_LEN - 1, 0);
+    unmap(&m);
+    if (damaged) {
+        store_set_err(errbuf, errlen, "%s/%s: damaged at offset %d: corrupt first "
+                      "record followed by valid records", d->dir, WAL_NEXT_FILE,
+                      WAL_MAGIC_LEN);
+        return -EBADMSG;
+    }
+    if (!has) {
+        if (unlinkat(d->dir_fd, WAL_NEXT_FILE, 0) < 0 && errno != ENOENT)
+            return -errno;
+        return 0;
+    }
+    struct stat st;
+    if (fstatat(d->dir_fd, WAL_LOG_FILE, &st, 0) == 0) {
+        if (st.st_size > WAL_MAGIC_LEN) {
+            char seg[64];
+            if (first <= 1) {
+                store_set_err(errbuf, errlen, "%s/%s: its first record (seq %llu) cannot "
+                              "follow %s", d->dir, WAL_NEXT_FILE,
+                              (unsigned long long)first, WAL_LOG_FILE);
+                return -EBADMSG;
+            }
+            snprintf(seg, sizeof seg, WAL_SEG_PREFIX "%llu", (unsigned long long)first - 1);
+            if (renameat2(d->dir_fd, WAL_LOG_FILE, d->dir_fd, seg, RENAME_NOREPLACE) < 0)
+                goto fail;
+        } else if (unlinkat(d->dir_fd, WAL_LOG_FILE, 0) < 0) {
+            goto fail;
+        }
+    } else if (errno != ENOENT) {
+        goto fail;
+    }
+    if (renameat(d->dir_fd, WAL_NEXT_FILE, d->dir_fd, WAL_LOG_FILE) < 0 ||
+        fsync_dir(d) < 0)
+        goto fail;
+    return 0;
+fail:
+    rc = -errno;
+    store_set_err(errbuf, errlen, "%s: renaming %s to %s: %s", d->dir, WAL_NEXT_FILE,
+                  WAL_LOG_FILE, strerror(-rc));
+    return rc;
+}
+
 /* ---- Public ------------------------------------------------------------ */
 
 int store_open(const char *dir, store_fsync_t policy, store_t **out,
@@ -571,6 +647,8 @@ int store_open(const char *dir, store_fsync_t policy, store_t **out,
         store_set_err(errbuf, errlen, "%s/%s: %s", dir, WAL_SNAP_TMP, strerror(-rc));
         goto fail_d;
     }
+    if ((rc = promote_next(d, errbuf, errlen)) < 0)
+        goto fail_d;
     rc = store_new(&s);
     if (rc < 0)
         goto fail_d;
@@ -582,6 +660,10 @@ int store_open(const char *dir, store_fsync_t policy, store_t **out,
     if (rc < 0)
         goto fail_s;
     store_set_replaying(s, 0);
+    /* The log the first compaction switches to. Without it, that
+     * compaction makes it (on its caller's loop). */
+    if (wal_next_create(d->dir_fd, &d->next_fd, 0) < 0)
+        d->next_fd = -1;
     store_set_durable(s, d);
     *out = s;
     return 0;

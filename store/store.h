@@ -180,6 +180,7 @@ typedef struct store_compact_info {
     uint64_t log_bytes;      /* log bytes it made obsolete */
     uint64_t objects;        /* objects written */
     uint64_t begin_ns;       /* time store_compact_begin() held the caller */
+    uint64_t begin_cpu_ns;   /* the CPU time of it (without waits for a core) */
     uint64_t total_ns;       /* from begin to the end of wait */
 } store_compact_info_t;
 

@@ -43,6 +43,11 @@
 /* A log segment renamed away by a compaction: WAL_LOG_FILE "." S, where S
  * (decimal) is the last seq it can hold. */
 #define WAL_SEG_PREFIX  "store.wal."
+/* The next log, created empty and durable ahead of time, so that a
+ * compaction switches logs on the loop without touching the directory.
+ * Once records are appended to it, it is the log even under this name
+ * (a crash before the compaction's renames): recovery renames it. */
+#define WAL_NEXT_FILE   "store.wal.next"
 
 typedef enum wal_type {
     WAL_CREATE = 1,
@@ -130,6 +135,7 @@ struct store_durable {
     int batch_err;       /* first error of the open batch, or 0 */
     uint64_t batch_recs; /* records the open batch has appended */
     /* Compaction (compact.c). */
+    int next_fd;             /* WAL_NEXT_FILE, empty and durable, or -1 */
     uint64_t seg_bytes;      /* record bytes in segments no snapshot covers */
     uint64_t snap_bytes;     /* size of the last snapshot (0: none) */
     uint64_t compact_at;     /* fixed threshold, or 0 for the default rule */
@@ -173,6 +179,12 @@ int wal_snapshot_write(store_t *s, int fd, uint64_t seq, uint64_t *bytes,
  * followed by a decimal seq (no sign, no leading zero), else 0. */
 int wal_segment_name(const char *name, uint64_t *seq);
 
+/* Creates WAL_NEXT_FILE (replacing any) with the log magic, makes it and
+ * its name durable, and returns its descriptor in *fd. hooks: the
+ * STORE_STEP_NEXT test hooks apply (a compaction's, not store_open()'s).
+ * Defined in compact.c. */
+int wal_next_create(int dir_fd, int *fd, int hooks);
+
 /* Stops and frees a compaction its caller never ended (store_free() of a
  * store with one running). Defined in compact.c. */
 void wal_compact_discard(store_compact_t *c);
@@ -180,14 +192,15 @@ void wal_compact_discard(store_compact_t *c);
 /* Compaction steps, for the test hooks below. */
 typedef enum store_step {
     STORE_STEP_NONE = 0,
+    STORE_STEP_FORK,     /* starting the child (the loop's part) */
     STORE_STEP_ROTATE,   /* renaming store.wal to its segment name */
-    STORE_STEP_NEWLOG,   /* creating the new store.wal */
-    STORE_STEP_FORK,     /* starting the child */
+    STORE_STEP_NEWLOG,   /* renaming store.wal.next to store.wal */
     STORE_STEP_WRITE,    /* the child writing store.snap.tmp (half done) */
     STORE_STEP_SYNC,     /* the child's fsync of store.snap.tmp */
     STORE_STEP_RENAME,   /* store.snap.tmp -> store.snap */
     STORE_STEP_DIRSYNC,  /* the directory's fsync after it */
     STORE_STEP_UNLINK,   /* deleting a covered segment */
+    STORE_STEP_NEXT,     /* creating the following store.wal.next */
     STORE_STEP_COUNT
 } store_step_t;
 
