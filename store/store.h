@@ -110,9 +110,10 @@ void store_set_node(const char *node);
  * one-line message worth logging when recovery cut a torn log tail (the
  * last append of a crashed run); on failure it says what failed and where.
  * -EBUSY: another process holds dir's lock. The data directory holds
- * LOCK, store.snap (the last snapshot), store.wal (the log since it) and,
- * while a compaction runs or after one failed, store.wal.S segments (the
- * log up to seq S) and store.snap.tmp.
+ * LOCK, store.snap (the last snapshot), store.wal (the log since it),
+ * store.wal.next (the next log, empty) and, while a compaction runs or
+ * after one failed, store.wal.S segments (the log up to seq S) and
+ * store.snap.tmp.
  * On a memory-only store store_snapshot() returns -EINVAL and store_flush()
  * returns 0. Both block on fsync: run them off the event loop if needed.
  * A mutation whose log append fails returns that error and changes nothing;
@@ -150,25 +151,30 @@ uint64_t store_log_bytes(store_t *s);
  * the log up to it is deleted. Three steps:
  *
  * store_compact_begin() (the loop's thread, between mutations): makes the
- * log written so far durable, renames it to a segment named after its last
- * seq S (store.wal.S), starts a new store.wal, and forks a child that
- * writes the tables as they are at S (its copy-on-write view of memory)
- * to store.snap.tmp and fsyncs it. Mutations go on at once, into the new
- * log. The loop is held for a rename, a create, one directory fsync and
- * the fork (page tables: about 2 ms per GB of table measured, see README).
+ * log written so far durable under --fsync always, forks a child that
+ * writes the tables as they are at the last seq S (its copy-on-write view
+ * of memory) to store.snap.tmp and fsyncs it, and switches appends to
+ * store.wal.next, a log made and synced ahead of time. It touches no file
+ * name: the loop is held for the fork (1.5-2.5 ms of CPU for 1M objects,
+ * bench/bench_compact.sh). Mutations go on at once, into the new log.
  *
- * store_compact_wait() (any thread, blocking; the libuv thread pool): waits
- * for the child, then renames store.snap.tmp to store.snap, fsyncs the
- * directory, and deletes every segment the snapshot covers. Touches only
- * files and c, never s, so the loop may mutate s meanwhile.
+ * store_compact_wait() (any thread, blocking; the libuv thread pool):
+ * renames the old log to store.wal.S and store.wal.next to store.wal and
+ * fsyncs the directory, waits for the child, renames store.snap.tmp to
+ * store.snap, fsyncs the directory, deletes every segment the snapshot
+ * covers, and makes the next store.wal.next. Touches only files and c,
+ * never s, so the loop may mutate s meanwhile.
  *
  * store_compact_end() (the loop's thread, after wait returned): records the
  * outcome in s (counters, the size the next trigger is measured against)
- * and frees c.
+ * and frees c. If the renames of the logs failed, the store refuses writes
+ * (-EIO) until reopened, as after a failed fsync.
  *
- * A crash at any moment leaves files store_open() reads correctly: until
- * the rename, the old snapshot plus every segment and the log; after it,
- * the new snapshot, whose seq makes recovery skip (and delete) what it
+ * A crash at any moment leaves files store_open() reads correctly: records
+ * in store.wal.next (a crash before the renames) follow those of
+ * store.wal, and are renamed as wait would have; until the snapshot's
+ * rename, the old snapshot plus every segment and the log; after it, the
+ * new snapshot, whose seq makes recovery skip (and delete) what it
  * covers. Only one compaction runs at a time. */
 typedef struct store_compact store_compact_t;
 
@@ -188,8 +194,8 @@ typedef struct store_compact_info {
  * and then store_compact_end(), which frees it. Errors (nothing to wait
  * for, the store unchanged unless said): -EINVAL (memory-only store),
  * -EBUSY (one is running), -EIO (the store is broken), or an errno of the
- * rename, create, fork or pipe (a log already renamed stays a segment,
- * which the next compaction covers). */
+ * fork or pipe (or of creating store.wal.next, when the last compaction
+ * could not make it ahead of time). */
 int store_compact_begin(store_t *s, store_compact_t **out);
 
 /* Blocks until the compaction is durable or failed; returns 0 or a
