@@ -1022,6 +1022,82 @@ START_TEST(segment_covered_by_snapshot_is_deleted_at_open)
 }
 END_TEST
 
+/* Splits the log after its k-th record: the rest goes to store.wal.next,
+ * as a crash after a compaction switched logs, before its renames,
+ * leaves them. Returns the bytes of the first record moved. */
+static size_t split_log(int k, size_t *first_len)
+{
+    size_t len;
+    uint8_t *log = read_all(WAL_LOG_FILE, &len);
+    size_t off = WAL_MAGIC_LEN;
+    for (int i = 0; i < k; i++) {
+        wal_rec_t r;
+        ck_assert_int_eq(wal_decode(log + off, len - off, &r), 0);
+        off += r.size;
+    }
+    wal_rec_t r;
+    ck_assert_int_eq(wal_decode(log + off, len - off, &r), 0);
+    *first_len = r.size;
+    uint8_t *next = malloc(len - off + WAL_MAGIC_LEN);
+    memcpy(next, WAL_LOG_MAGIC, WAL_MAGIC_LEN);
+    memcpy(next + WAL_MAGIC_LEN, log + off, len - off);
+    write_all(WAL_LOG_FILE, log, off);
+    write_all(WAL_NEXT_FILE, next, len - off + WAL_MAGIC_LEN);
+    free(log);
+    free(next);
+    return off;
+}
+
+START_TEST(next_log_with_records_is_renamed_at_open)
+{
+    fill(20, 0);
+    size_t first;
+    split_log(12, &first);
+    expect_keys(20);
+    /* store.wal became the segment before it, store.wal.next the log */
+    ck_assert_int_eq(count_segments(), 1);
+    ck_assert_int_eq(file_size(WAL_NEXT_FILE), WAL_MAGIC_LEN);
+    store_t *s = open_ok(STORE_FSYNC_ALWAYS);
+    ck_assert_int_eq(store_snapshot(s), 0);
+    ck_assert_int_eq(count_segments(), 0);
+    store_free(s);
+    expect_keys(20);
+}
+END_TEST
+
+START_TEST(next_log_with_torn_first_record_is_dropped)
+{
+    fill(20, 0);
+    size_t first, len;
+    split_log(12, &first);
+    uint8_t *next = read_all(WAL_NEXT_FILE, &len);
+    /* only half of the first record reached the disk */
+    write_all(WAL_NEXT_FILE, next, WAL_MAGIC_LEN + first / 2);
+    free(next);
+    store_t *s = open_ok(STORE_FSYNC_ALWAYS);
+    store_table_t *t = store_table_find(s, "t");
+    ck_assert_uint_eq(store_table_size(t), 11);   /* create + 11 puts kept */
+    ck_assert_int_eq(count_segments(), 0);
+    ck_assert_int_eq(file_size(WAL_NEXT_FILE), WAL_MAGIC_LEN);
+    store_free(s);
+}
+END_TEST
+
+START_TEST(next_log_with_damaged_first_record_returns_ebadmsg)
+{
+    fill(20, 0);
+    size_t first, len;
+    split_log(12, &first);
+    uint8_t *next = read_all(WAL_NEXT_FILE, &len);
+    next[WAL_MAGIC_LEN + 6] ^= 0x40;   /* its CRC: later records are intact */
+    write_all(WAL_NEXT_FILE, next, len);
+    free(next);
+    store_t *s = NULL;
+    ck_assert_int_eq(store_open(dir, STORE_FSYNC_ALWAYS, &s, err, sizeof err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, WAL_NEXT_FILE));
+}
+END_TEST
+
 Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -1079,6 +1155,9 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, segment_left_by_failed_compaction_replays_and_reports_its_torn_tail);
     tcase_add_test(tc, segment_record_past_its_name_returns_ebadmsg);
     tcase_add_test(tc, segment_covered_by_snapshot_is_deleted_at_open);
+    tcase_add_test(tc, next_log_with_records_is_renamed_at_open);
+    tcase_add_test(tc, next_log_with_torn_first_record_is_dropped);
+    tcase_add_test(tc, next_log_with_damaged_first_record_returns_ebadmsg);
     suite_add_tcase(s, tc);
     return s;
 }
