@@ -103,6 +103,29 @@ int main(int argc, char **argv)
         die("batch", rc);
     printf("filled %ld users in %.2f s, RSS %ld MB, log %.1f MB\n", n, now() - t0, rss_mb(),
            store_log_bytes(s) / 1e6);
+    {
+        /* The same group commits for a second without a compaction, for
+         * comparison with those made while one runs. */
+        double worst = 0, end = now() + 1.0;
+        long writes = 0;
+        while (now() < end) {
+            double w = now();
+            store_batch_begin(s);
+            for (int k = 0; k < 10; k++) {
+                user(&b, (writes + k) % n + 1, 99);
+                if ((rc = store_insert(t, b.data, b.len)) < 0)
+                    die("insert", rc);
+            }
+            if ((rc = store_batch_end(s)) < 0)
+                die("batch", rc);
+            w = now() - w;
+            if (w > worst)
+                worst = w;
+            writes += 10;
+        }
+        printf("no compaction: %ld writes in 1 s, longest group commit of 10 %.2f ms\n",
+               writes, worst * 1e3);
+    }
     for (int r = 1; r <= rounds; r++) {
         /* A bare fork of this process, for comparison with the begin. */
         double f = now();

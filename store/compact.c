@@ -194,7 +194,7 @@ static void child_main(store_t *s, pid_t parent, int dir_fd, int old_log_fd,
     if (r.rc == 0 && store_test_crash_step == STORE_STEP_WRITE) {
         /* A crash in mid-write: half a snapshot on disk, parent gone. */
         uint64_t b = 0, o = 0;
-        (void)wal_snapshot_write(s, snap_fd, seq, &b, &o);
+        (void)wal_snapshot_write(s, snap_fd, seq, 1, &b, &o);
         if (b > 16 && ftruncate(snap_fd, (off_t)(b / 2)) == 0)
             (void)fdatasync(snap_fd);
         kill(parent, SIGKILL);
@@ -203,7 +203,7 @@ static void child_main(store_t *s, pid_t parent, int dir_fd, int old_log_fd,
     if (r.rc == 0)
         r.rc = step(STORE_STEP_WRITE);
     if (r.rc == 0)
-        r.rc = wal_snapshot_write(s, snap_fd, seq, &r.bytes, &r.objects);
+        r.rc = wal_snapshot_write(s, snap_fd, seq, 1, &r.bytes, &r.objects);
     if (r.rc == 0 && store_test_crash_step == STORE_STEP_SYNC) {
         kill(parent, SIGKILL);
         raise(SIGKILL);

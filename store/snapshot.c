@@ -693,6 +693,7 @@ typedef struct snap_writer {
     int fd;
     uint64_t seq;
     uint64_t records, objects, bytes;
+    uint64_t synced;     /* incremental: bytes already written back */
     const char *table;   /* the table being written, for its PUT records */
     wal_buf_t buf;
 } snap_writer_t;
@@ -713,6 +714,21 @@ static int snap_drain(snap_writer_t *w, size_t keep_below)
     }
     w->bytes += w->buf.len;
     w->buf.len = 0;
+    /* Incremental write-back, as Redis's aof-rewrite-incremental-fsync:
+     * start writing each WAL_SNAP_SYNC_STEP as it fills and wait for the
+     * one before, so dirty pages never pile up for one huge final fsync
+     * that the log's own fdatasyncs would queue behind. */
+    if (w->synced != UINT64_MAX && w->bytes - w->synced >= WAL_SNAP_SYNC_STEP) {
+        uint64_t from = w->synced;
+        (void)sync_file_range(w->fd, (off_t)from, (off_t)(w->bytes - from),
+                              SYNC_FILE_RANGE_WRITE);
+        if (from >= WAL_SNAP_SYNC_STEP)
+            (void)sync_file_range(w->fd, (off_t)(from - WAL_SNAP_SYNC_STEP),
+                                  WAL_SNAP_SYNC_STEP,
+                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                  SYNC_FILE_RANGE_WAIT_AFTER);
+        w->synced = w->bytes;
+    }
     return 0;
 }
 
@@ -739,10 +755,10 @@ static int snap_table_cb(void *arg, store_table_t *t)
     return store_table_foreach(t, snap_object_cb, w);
 }
 
-int wal_snapshot_write(store_t *s, int fd, uint64_t seq, uint64_t *bytes,
-                       uint64_t *objects)
+int wal_snapshot_write(store_t *s, int fd, uint64_t seq, int incremental,
+                       uint64_t *bytes, uint64_t *objects)
 {
-    snap_writer_t w = { .fd = fd, .seq = seq };
+    snap_writer_t w = { .fd = fd, .seq = seq, .synced = incremental ? 0 : UINT64_MAX };
     int rc = wal_buf_append_raw(&w.buf, WAL_SNAP_MAGIC, WAL_MAGIC_LEN);
     if (rc == 0)
         rc = store_foreach_table(s, snap_table_cb, &w);

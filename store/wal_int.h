@@ -170,10 +170,13 @@ int wal_durable_new(const char *dir, store_fsync_t policy, store_durable_t **out
 int wal_sync(store_durable_t *d);
 
 /* Writes every table of s as a snapshot file (magic, records with seq,
- * END) to fd, from its current offset, without syncing. *bytes and
- * *objects (may be NULL) get what was written. Defined in snapshot.c. */
-int wal_snapshot_write(store_t *s, int fd, uint64_t seq, uint64_t *bytes,
-                       uint64_t *objects);
+ * END) to fd, from its current offset. incremental: write back every
+ * WAL_SNAP_SYNC_STEP as it goes (sync_file_range), so the caller's final
+ * fsync is short; it still must fsync. *bytes and *objects (may be NULL)
+ * get what was written. Defined in snapshot.c. */
+#define WAL_SNAP_SYNC_STEP (8u << 20)
+int wal_snapshot_write(store_t *s, int fd, uint64_t seq, int incremental,
+                       uint64_t *bytes, uint64_t *objects);
 
 /* Parses a segment's file name: 1 with *seq set for WAL_SEG_PREFIX
  * followed by a decimal seq (no sign, no leading zero), else 0. */
