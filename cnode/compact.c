@@ -67,6 +67,9 @@ static void after_work_cb(uv_work_t *req, int status)
         log_error("store: compaction %llu failed after %.0f ms: %s; the log is kept",
                   (unsigned long long)cp->count, (double)info.total_ns / 1e6,
                   uv_strerror(rc));
+    else
+        log_info("store: compaction %llu stopped with etsd; the log is kept",
+                 (unsigned long long)cp->count);
     answer(&cp->cur, cp->stopping ? -ECANCELED : rc);
     if (cp->next && !cp->stopping) {
         cp->cur = cp->next;
