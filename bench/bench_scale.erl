@@ -20,6 +20,9 @@ main([Etsd, Dir, NStr]) ->
 
 get_list(K) -> case get(K) of undefined -> []; L -> L end.
 
+%% etsd's log for this run (one per N, so each run reads its own lines).
+log_file(Dir) -> filename:join(Dir, "etsd_scale_" ++ integer_to_list(get(n)) ++ ".log").
+
 uniq(P) -> P ++ "_" ++ os:getpid() ++ "_" ++ integer_to_list(erlang:unique_integer([positive])).
 
 now_ms() -> erlang:monotonic_time(microsecond) / 1000.
@@ -40,7 +43,7 @@ etsd(Etsd, Dir, Data, Join) ->
     Args = ["--name", Name, "--cookie", atom_to_list(erlang:get_cookie()),
             "--sync-delay-ms", "0", "--data-dir", Data]
            ++ case Join of none -> []; _ -> ["--join", atom_to_list(Join)] end,
-    Log = filename:join(Dir, "etsd_scale.log"),
+    Log = log_file(Dir),
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", "exec \"$0\" \"$@\" 2>>'" ++ Log ++ "'", Etsd | Args]},
                       exit_status]),
@@ -60,6 +63,7 @@ rss_mb(OsPid) ->
     list_to_integer(Kb) / 1024.
 
 run(Etsd, Dir, N) ->
+    put(n, N),
     io:format("-- ~b users~n", [N]),
     {ok, PA, A} = peer:start(#{name => uniq("scale"), host => "127.0.0.1",
                                longnames => true, connection => standard_io,
@@ -96,7 +100,7 @@ run(Etsd, Dir, N) ->
     ok = erpc:call(EN, etsd, snapshot, [], 600000),
     io:format("etsd:snapshot() after it: ~b ms~n", [round(now_ms() - T3)]),
     stop_etsd(E),
-    {ok, Log} = file:read_file(filename:join(Dir, "etsd_scale.log")),
+    {ok, Log} = file:read_file(log_file(Dir)),
     Comp = [L || L <- binary:split(Log, <<"\n">>, [global]),
                  binary:match(L, <<"compaction">>) =/= nomatch],
     io:format("compactions (the last one is etsd:snapshot()'s): ~b~n~s~n",
