@@ -44,9 +44,10 @@ static void die(const char *what, int rc, const char *err)
 
 static void clean(const char *dir)
 {
-    static const char *const files[] = { "store.wal", "store.snap", "LOCK" };
+    static const char *const files[] = { "store.wal", "store.snap", "LOCK",
+                                         "store.wal.next" };
     char p[4096];
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 4; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
         unlink(p);
     }

@@ -19,6 +19,7 @@
 #include "cnode/loop.h"
 #include "cnode/metrics.h"
 #include "cnode/cluster.h"
+#include "cnode/compact.h"
 #include "cnode/node.h"
 #include "cnode/otprel.h"
 #include "cnode/pg.h"
@@ -41,6 +42,8 @@ static const char usage[] =
     "  --pubsub MyApp.PubSub            PubSub server name; --pool-size N\n"
     "  --topic-new new --topic-sync node_up --sync-delay-ms 3000\n"
     "  --data-dir DIR                   snapshot + WAL; --fsync always|MS|never\n"
+    "  --compact-at BYTES               log size that starts a compaction\n"
+    "                                   (default: 2x the snapshot, >= 64 MB)\n"
     "  --port N                         listen port (0: any)\n"
     "  --net-ticktime S --log-level L   error|warn|info|debug\n"
     "  --max-frame BYTES --max-queue BYTES  incoming frame and per-peer\n"
@@ -169,6 +172,9 @@ static int default_cookie(char *out, size_t outsz)
 }
 
 /* ---- Command line -------------------------------------------------------- */
+
+/* --compact-at: 0 for the store's default rule. */
+static uint64_t opt_compact_at;
 
 /* A decimal number in [min, max]; a failure names the flag, the value and
  * what was expected. */
@@ -307,7 +313,7 @@ static int parse_args(int argc, char **argv, node_config_t *cfg, main_opts_t *op
             "--topic-new", "--topic-sync", "--sync-delay-ms", "--data-dir", "--fsync",
             "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue",
             "--otp-release", "--proto-dist", "--ssl-dist-optfile", "--tls-hostname-check",
-            "--metrics-port", "--file-dir", NULL};
+            "--metrics-port", "--file-dir", "--compact-at", NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], arg) != 0)
             k++;
@@ -402,6 +408,10 @@ static int parse_args(int argc, char **argv, node_config_t *cfg, main_opts_t *op
             optfile = val;
         } else if (strcmp(arg, "--tls-hostname-check") == 0) {
             host_rule = val;
+        } else if (strcmp(arg, "--compact-at") == 0) {
+            if (parse_uint(arg, val, 4096, 1ULL << 50, &u) < 0)
+                return 2;
+            opt_compact_at = u;
         } else if (strcmp(arg, "--max-queue") == 0) {
             if (parse_uint(arg, val, 1024, 1ULL << 40, &u) < 0)
                 return 2;
@@ -554,6 +564,7 @@ typedef struct services {
     replicate_t *rep;
     cluster_t *cluster;
     metrics_server_t *metrics;
+    compact_t *compact;    /* NULL for a memory-only store */
     uv_timer_t flush;      /* --fsync MS: store_flush() on a timer */
     int flush_on;
 } services_t;
@@ -571,6 +582,7 @@ static void services_shutdown_cb(node_t *n, void *data)
     services_t *sv = data;
     (void)n;
     (void)sd_notify(0, "STOPPING=1");
+    compact_stop(sv->compact);
     if (sv->flush_on) {
         uv_timer_stop(&sv->flush);
         uv_close((uv_handle_t *)&sv->flush, NULL);
@@ -629,6 +641,41 @@ static int services_info_cb(void *arg, term_buf_t *out, uint32_t *count)
     return rc;
 }
 
+/* etsd:snapshot(): a compaction, answered when it is durable. */
+static int snapshot_start_cb(void *arg, rpc_snapshot_done_cb done, void *ctx)
+{
+    services_t *sv = arg;
+    return sv->compact ? compact_request(sv->compact, done, ctx) : -EINVAL;
+}
+
+static void snapshot_cancel_cb(void *arg, void *ctx)
+{
+    services_t *sv = arg;
+    compact_cancel(sv->compact, ctx);
+}
+
+static void snapshot_cast_done_cb(void *ctx, int rc)
+{
+    (void)ctx;
+    (void)rc; /* the compaction logs its own outcome */
+}
+
+/* etsd:snapshot() by rpc:cast (nobody waits): start one and answer ok. */
+static int snapshot_cast_cb(void *arg, term_buf_t *out)
+{
+    services_t *sv = arg;
+    int rc = sv->compact ? compact_request(sv->compact, snapshot_cast_done_cb, NULL)
+                         : -EINVAL;
+    if (rc == 0) {
+        term_put_atom(out, "ok");
+    } else {
+        term_put_tuple(out, 2);
+        term_put_atom(out, "error");
+        term_put_atom(out, rc == -EINVAL ? "no_data_dir" : "eio");
+    }
+    return 0;
+}
+
 /* Starts the services on the open store in dependency order: rpc, then
  * the pg scope, the PubSub adapter on it, replication on both, and
  * discovery last so no connection it makes finds a service missing. */
@@ -653,6 +700,13 @@ static int services_start(node_t *n, const node_config_t *cfg, const char *file_
         (rc = pubsub_new(n, sv->pg, cfg->pubsub, cfg->pool_size, &sv->pubsub)) < 0 ||
         (rc = replicate_new(n, sv->pg, sv->pubsub, sv->store, &sv->rep)) < 0)
         return rc;
+    if (cfg->data_dir) {
+        if ((rc = compact_new(node_loop(n), sv->store, opt_compact_at, &sv->compact)) < 0)
+            return rc;
+        rpc_snapshot_hook_t hook = { snapshot_start_cb, snapshot_cancel_cb, sv };
+        rpc_set_snapshot_hook(sv->rpc, &hook);
+        rpc_exec_set_snapshot_cb(sv->exec, snapshot_cast_cb, sv);
+    }
     rpc_exec_set_insert_cb(sv->exec, replicate_insert_cb, sv->rep);
     rpc_exec_set_sync_cb(sv->exec, replicate_sync_cb, sv->rep);
     if ((rc = cluster_new(n, 0, &sv->cluster)) < 0)
@@ -679,6 +733,7 @@ static void services_free(services_t *sv)
     rpc_free(sv->rpc);
     rpc_exec_free(sv->exec);
     otprel_free(sv->otprel);
+    compact_free(sv->compact);
     store_free(sv->store);
 }
 

@@ -1311,7 +1311,9 @@ static const char *peer_hs_name(conn_t *c, void *data)
         return "not_allowed";
     if (strcmp(name, n->name) == 0)
         return "not_allowed";
-    for (peer_t *o = n->peers; o; o = o->next) {
+    peer_t *next;
+    for (peer_t *o = n->peers; o; o = next) {
+        next = o->next;
         if (o == p || o->superseded || conn_state(o->conn) == CONN_CLOSED ||
             strcmp(conn_peer(o->conn), name) != 0)
             continue;
@@ -1329,9 +1331,12 @@ static const char *peer_hs_name(conn_t *c, void *data)
             adopt_orphans(n, c);
             return "ok_simultaneous";
         }
-        /* An earlier incoming attempt still in its handshake: replace it. */
+        /* An earlier incoming attempt still in its handshake: replace it.
+         * Closing it can free it and other peers (peer_closed), so scan
+         * again from the start; it is marked, or gone, either way. */
         o->superseded = 1;
         conn_close(o->conn, -EALREADY, "replaced by a newer connection attempt");
+        next = n->peers;
     }
     adopt_orphans(n, c);
     return "ok";

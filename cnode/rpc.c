@@ -27,6 +27,7 @@ struct rpc {
     term_buf_t out;     /* reused for every reply */
     term_buf_t head;    /* the reply around a big return value */
     uint64_t calls;
+    rpc_snapshot_hook_t snap;  /* etsd:snapshot(), answered when durable */
 };
 
 /* rpc_exec_call(), counted in the metrics by function and outcome. */
@@ -37,6 +38,14 @@ static int exec_call(rpc_t *rp, const char *mod, const char *fun, const void *ar
     int rc = rpc_exec_call(rp->exec, mod, fun, args, len, res);
     metrics_rpc(mod, fun, rc < 0 ? "failed" : cls[res->cls]);
     return rc;
+}
+
+void rpc_set_snapshot_hook(rpc_t *r, const rpc_snapshot_hook_t *hook)
+{
+    if (hook)
+        r->snap = *hook;
+    else
+        memset(&r->snap, 0, sizeof r->snap);
 }
 
 uint64_t rpc_calls(const rpc_t *r)
@@ -105,6 +114,7 @@ struct rpc_job {
     char peer[TERM_ATOM_MAX];
     char table[TERM_ATOM_MAX];
     store_encode_t *enc;
+    int snap_wait;         /* an etsd:snapshot() waiting for its snapshot */
     term_buf_t buf;
     uint64_t t0;
     rpc_job_t *next;
@@ -129,12 +139,16 @@ static void job_end(rpc_job_t *j, const void *reason, size_t reason_len)
             break;
         }
     }
+    if (j->snap_wait && j->rp->snap.cancel)
+        j->rp->snap.cancel(j->rp->snap.arg, j);
     if (j->mb)
         node_mbox_close(j->mb, reason ? reason : killed, reason ? reason_len : sizeof(killed));
     store_encode_free(j->enc);
     uv_idle_stop(&j->idle);
     uv_close((uv_handle_t *)&j->idle, job_close_cb);
 }
+
+static void job_reply(rpc_job_t *j);
 
 static void job_step_cb(uv_idle_t *h)
 {
@@ -159,6 +173,14 @@ static void job_step_cb(uv_idle_t *h)
     uint64_t ms = (uv_hrtime() - j->t0) / 1000000;
     log_debug("%s: rpc: ets:tab2list(%s): %zu bytes in %llu ms", j->peer, j->table,
               j->buf.len, (unsigned long long)ms);
+    job_reply(j);
+}
+
+/* Sends j's reply, complete in j->buf, and ends j. */
+static void job_reply(rpc_job_t *j)
+{
+    rpc_t *rp = j->rp;
+    int rc = 0;
     switch (j->kind) {
     case JOB_ERPC:
         node_mbox_close_buf(j->mb, &j->buf, j->off);
@@ -235,6 +257,87 @@ fail:
     term_buf_reset(head);
     mem_free(j);
     return rc;
+}
+
+/* ---- etsd:snapshot() --------------------------------------------------- */
+
+/* Whether M:F(Args) is etsd:snapshot() and a hook can answer it later. */
+static int is_snapshot(rpc_t *rp, const char *mod, const char *fun, const char *args,
+                       size_t args_len)
+{
+    term_reader_t r;
+    if (rp->stopping || !rp->snap.start || strcmp(mod, "etsd") != 0 ||
+        strcmp(fun, "snapshot") != 0)
+        return 0;
+    term_reader_init(&r, args, args_len);
+    return term_get_nil(&r) == 0 && r.pos == args_len;
+}
+
+static void snap_done_cb(void *ctx, int rc)
+{
+    rpc_job_t *j = ctx;
+    j->snap_wait = 0;
+    if (rc == 0) {
+        term_put_atom(&j->buf, "ok");
+    } else {
+        /* {error, eio}: the errno's name, as file:* returns it */
+        char a[32];
+        const char *e = uv_err_name(rc);
+        size_t i = 0;
+        for (; e[i] && i + 1 < sizeof a; i++)
+            a[i] = (char)(e[i] >= 'A' && e[i] <= 'Z' ? e[i] - 'A' + 'a' : e[i]);
+        a[i] = 0;
+        term_put_tuple(&j->buf, 2);
+        term_put_atom(&j->buf, "error");
+        term_put_atom(&j->buf, a);
+    }
+    log_debug("%s: rpc: etsd:snapshot(): %s after %llu ms", j->peer,
+              rc == 0 ? "durable" : uv_strerror(rc),
+              (unsigned long long)((uv_hrtime() - j->t0) / 1000000));
+    if (j->buf.err) {
+        job_end(j, NULL, 0);
+        return;
+    }
+    job_reply(j);
+}
+
+/* Defers the reply, whose head is in *head (taken over on 0), until the
+ * snapshot asked for now is durable. On failure the caller still owns mb
+ * and runs the call the ordinary way. */
+static int snap_start(rpc_t *rp, const char *peer, int kind, node_mbox_t *mb,
+                      term_buf_t *head, rpc_job_t **out)
+{
+    int rc;
+    if (head->err)
+        return head->err;
+    rpc_job_t *j = mem_calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    j->rp = rp;
+    j->kind = kind;
+    j->t0 = uv_hrtime();
+    snprintf(j->peer, sizeof(j->peer), "%s", peer);
+    snprintf(j->table, sizeof(j->table), "%s", "snapshot");
+    if ((rc = uv_idle_init(node_loop(rp->node), &j->idle)) < 0) {
+        mem_free(j);
+        return rc;
+    }
+    j->idle.data = j;
+    rc = rp->snap.start(rp->snap.arg, snap_done_cb, j);
+    if (rc < 0) {
+        /* Nothing started: the handle never ran and is closed at once;
+         * *head stays the caller's. */
+        uv_close((uv_handle_t *)&j->idle, job_close_cb);
+        return rc;
+    }
+    j->snap_wait = 1;
+    j->buf = *head;
+    term_buf_init(head);
+    j->mb = mb;
+    j->next = rp->jobs;
+    rp->jobs = j;
+    *out = j;
+    return 0;
 }
 
 /* ---- Parsing ---------------------------------------------------------- */
@@ -418,6 +521,23 @@ static void on_spawn_request(rpc_t *rp, const char *peer, const char *ctl, size_
             return;
         }
         /* out of memory: try the ordinary way */
+    }
+    if (q.kind == RPC_SPAWN_CALL && is_snapshot(rp, q.mod, q.fun, q.args, q.args_len)) {
+        size_t off = node_mbox_exit_headroom(mb);
+        rpc_job_t *j = NULL;
+        term_buf_reset(&rp->head);
+        if (term_buf_reserve(&rp->head, off) == 0) {
+            memset(rp->head.data, 0, off);
+            rp->head.len = off;
+        }
+        term_put_tuple(&rp->head, 3);
+        term_put_raw(&rp->head, q.ref, q.ref_len);
+        term_put_atom(&rp->head, "return");
+        if (snap_start(rp, peer, JOB_ERPC, mb, &rp->head, &j) == 0) {
+            j->off = off;
+            return;
+        }
+        /* no data dir, or no snapshot could start: rpc_exec answers */
     }
     rc = exec_call(rp, q.mod, q.fun, q.args, q.args_len, &rp->res);
     term_buf_reset(&rp->out);
@@ -615,6 +735,20 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m)
             metrics_rpc("ets", "tab2list", "return");
             return;
         }
+        if (m->peer && is_snapshot(rp, mod, fun, args, args_len)) {
+            term_ref_t alias;
+            rpc_job_t *j = NULL;
+            int use_alias = tag_alias(tag, tag_len, &alias);
+            term_buf_reset(&rp->head);
+            term_put_tuple(&rp->head, 2);
+            term_put_raw(&rp->head, tag, tag_len);
+            if (snap_start(rp, m->peer, use_alias ? JOB_REX_ALIAS : JOB_REX_PID, NULL,
+                           &rp->head, &j) == 0) {
+                j->to = from;
+                j->alias = alias;
+                return;
+            }
+        }
         rc = exec_call(rp, mod, fun, args, args_len, &rp->res);
         if (rc < 0)
             goto internal;
@@ -651,6 +785,16 @@ static void rex_handle(rpc_t *rp, const node_msg_t *m)
             strcmp(kind, "call") != 0)
             goto ignore;
         rp->calls++;
+        if (m->peer && is_snapshot(rp, mod, fun, args, args_len)) {
+            rpc_job_t *j = NULL;
+            term_buf_reset(&rp->head);
+            term_put_tuple(&rp->head, 2);
+            term_put_atom(&rp->head, "rex");
+            if (snap_start(rp, m->peer, JOB_REX_PID, NULL, &rp->head, &j) == 0) {
+                j->to = from;
+                return;
+            }
+        }
         rc = exec_call(rp, mod, fun, args, args_len, &rp->res);
         if (rc < 0)
             goto internal;

@@ -26,6 +26,21 @@ void rpc_free(rpc_t *r);
 /* Calls answered so far (spawn requests plus rex calls and casts). */
 uint64_t rpc_calls(const rpc_t *r);
 
+/* etsd:snapshot() answered when the snapshot is durable, without holding
+ * the loop: start(arg, done, ctx) asks for one and calls done(ctx, rc)
+ * later, never from inside start; it returns a negative errno when it
+ * started nothing (the call then runs through rpc_exec, which answers
+ * {error, no_data_dir} for a memory-only etsd). cancel(arg, ctx) withdraws
+ * ctx: done is not called for it after. The reply is ok or
+ * {error, Errno}. Without a hook, etsd:snapshot() runs through rpc_exec. */
+typedef void (*rpc_snapshot_done_cb)(void *ctx, int rc);
+typedef struct rpc_snapshot_hook {
+    int (*start)(void *arg, rpc_snapshot_done_cb done, void *ctx);
+    void (*cancel)(void *arg, void *ctx);
+    void *arg;
+} rpc_snapshot_hook_t;
+void rpc_set_snapshot_hook(rpc_t *r, const rpc_snapshot_hook_t *hook);
+
 /* ---- Pure parts, for tests -------------------------------------------- */
 
 enum { RPC_SPAWN_LINK = 1, RPC_SPAWN_MONITOR = 2 };

@@ -4,12 +4,21 @@
 %% it is killed at random moments and restarted, and a checker compares the
 %% table with a model of the stream after every kill. A second run does the
 %% same with most writes in group commits, acknowledged only after their
-%% batch's end returned.
+%% batch's end returned. The writer compacts as etsd does (every 50th
+%% write starts one in the background, every 150th snapshots at once), so
+%% kills land while a snapshot is written, renamed or the log deleted; a
+%% third run makes the writer die at a chosen step of a compaction in each
+%% cycle (STORE_CRASH_STEP).
 -module(durability_SUITE).
 -include_lib("common_test/include/ct.hrl").
+-include_lib("kernel/include/file.hrl").
 -export([suite/0, all/0, init_per_testcase/2, end_per_testcase/2]).
 -export([kill9_at_random_moments_loses_no_acknowledged_write/1,
          kill9_during_group_commits_loses_no_acknowledged_write/1,
+         kill9_at_each_compaction_step_loses_no_acknowledged_write/1,
+         snapshot_over_rpc_answers_once_durable_and_restart_reads_it/1,
+         log_past_compact_at_is_compacted_while_etsd_answers/1,
+         etsd_killed_during_compactions_keeps_every_acknowledged_write/1,
          torn_log_tail_is_cut_and_reported/1,
          log_damaged_in_the_middle_is_refused/1,
          second_writer_on_a_directory_is_refused/1]).
@@ -18,11 +27,15 @@
 %% Largest group commit the batched writer makes.
 -define(BATCH, 24).
 
-suite() -> [{timetrap, {seconds, 60}}].
+suite() -> [{timetrap, {seconds, 120}}].
 
 all() ->
     [kill9_at_random_moments_loses_no_acknowledged_write,
      kill9_during_group_commits_loses_no_acknowledged_write,
+     kill9_at_each_compaction_step_loses_no_acknowledged_write,
+     snapshot_over_rpc_answers_once_durable_and_restart_reads_it,
+     log_past_compact_at_is_compacted_while_etsd_answers,
+     etsd_killed_during_compactions_keeps_every_acknowledged_write,
      torn_log_tail_is_cut_and_reported,
      log_damaged_in_the_middle_is_refused,
      second_writer_on_a_directory_is_refused].
@@ -47,6 +60,19 @@ kill9_at_random_moments_loses_no_acknowledged_write(Config) ->
 kill9_during_group_commits_loses_no_acknowledged_write(Config) ->
     kill9_run(Config, ?BATCH).
 
+%% Each cycle the writer dies by SIGKILL at a random step of a compaction
+%% (store/wal_int.h, store_step_t: 1 fork, 2 rename the log to a segment,
+%% 3 rename the next log to store.wal, 4 half the snapshot written,
+%% 5 before its fsync, 6 rename the snapshot, 7 directory fsync, 8 delete
+%% the segment, 9 create the following next log), or is killed from here
+%% if it outruns the step; with group commits.
+kill9_at_each_compaction_step_loses_no_acknowledged_write(Config) ->
+    put(crash_steps, true),
+    put(step_deaths, 0),
+    kill9_run(Config, ?BATCH),
+    %% most cycles must have died at their step, not by the fallback kill
+    true = get(step_deaths) >= ?CYCLES div 2.
+
 kill9_run(Config, Batch) ->
     Dir = ?config(data_dir_path, Config),
     Seed = erlang:phash2({erlang:system_time(), os:getpid()}) + 1,
@@ -54,9 +80,20 @@ kill9_run(Config, Batch) ->
     ct:log("rand seed ~p, batch ~p", [Seed, Batch]),
     put(batch, Batch),
     {Next, Acked, Notes} = cycles(Dir, ?CYCLES, 1, 0, 0),
-    ct:log("~p cycles: ~p writes acknowledged, resumed at ~p, ~p torn tails cut",
-           [?CYCLES, Acked, Next, Notes]),
+    ct:log("~p cycles: ~p writes acknowledged, resumed at ~p, ~p torn tails cut, "
+           "~p deaths at a compaction step",
+           [?CYCLES, Acked, Next, Notes, case get(step_deaths) of undefined -> 0; D -> D end]),
     true = Acked >= ?CYCLES.
+
+%% The crash step for this cycle's writer, if the run uses them.
+crash_env() ->
+    case get(crash_steps) of
+        true ->
+            Step = rand:uniform(9),
+            put(step, Step),
+            [{"STORE_CRASH_STEP", integer_to_list(Step)}];
+        _ -> []
+    end.
 
 %% Writer and checker arguments for the run's batch size.
 write_args(Dir, Start) ->
@@ -75,9 +112,13 @@ cycles(_Dir, 0, Next, Acked, Notes) ->
     {Next, Acked, Notes};
 cycles(Dir, N, Start, Acked, Notes) ->
     %% Target < 0: kill during recovery, before the writer is ready.
-    Target = rand:uniform(45) - 6,
+    Env = crash_env(),
+    Target = case Env of
+                 [] -> rand:uniform(45) - 6;
+                 _ -> 50 + rand:uniform(50)  % past the next compaction
+             end,
     Port = open_port({spawn_executable, tool()},
-                     [{args, write_args(Dir, Start)},
+                     [{args, write_args(Dir, Start)}, {env, Env},
                       {line, 256}, exit_status, binary]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
     Killed = Target < 0 andalso kill_now(OsPid),
@@ -108,6 +149,11 @@ writer_until(Port, OsPid, Target, Last, Killed) ->
             writer_until(Port, OsPid, Target, Last, Killed);
         {Port, {exit_status, S}} when Killed ->
             true = S =/= 0,
+            Last;
+        {Port, {exit_status, 137}} when is_integer(Target) ->
+            %% died at its compaction step (128 + SIGKILL)
+            true = get(crash_steps),
+            put(step_deaths, get(step_deaths) + 1),
             Last;
         {Port, {exit_status, S}} ->
             ct:fail({writer_exited, S, Last})
@@ -145,6 +191,134 @@ drain(Port) ->
     end.
 
 log_file(Dir) -> filename:join(Dir, "store.wal").
+
+%% ---- etsd itself --------------------------------------------------------
+
+etsd(Config, Dir, Extra) ->
+    etsd_test_lib:start_etsd(#{config => Config, name => "dur",
+                               args => ["--data-dir", Dir | Extra]}).
+
+segments(Dir) ->
+    filelib:wildcard("store.wal.[0-9]*", Dir).
+
+user(I) -> {I, <<"user", (integer_to_binary(I))/binary>>, binary:copy(<<"x">>, 150)}.
+
+%% The object keys in etsd's users table, sorted.
+keys(N) ->
+    lists:sort([element(1, O) || O <- erpc:call(N, ets, tab2list, [users])]).
+
+snapshot_over_rpc_answers_once_durable_and_restart_reads_it(Config) ->
+    Dir = ?config(data_dir_path, Config),
+    E = etsd(Config, Dir, []),
+    N = maps:get(node, E),
+    true = erpc:call(N, ets, insert, [users, [user(I) || I <- lists:seq(1, 500)]]),
+    %% erpc, then rex (block_call): each answers once the snapshot is in place
+    ok = erpc:call(N, etsd, snapshot, []),
+    {ok, #file_info{size = Snap}} = file:read_file_info(filename:join(Dir, "store.snap")),
+    true = Snap > 500 * 150,
+    {ok, #file_info{size = 8}} = file:read_file_info(log_file(Dir)),
+    [] = segments(Dir),
+    true = erpc:call(N, ets, insert, [users, [user(I) || I <- lists:seq(501, 600)]]),
+    ok = rpc:block_call(N, etsd, snapshot, []),
+    true = erpc:call(N, ets, insert, [users, user(601)]),
+    etsd_test_lib:await_log(E, "store: compaction 2: snapshot of 600 objects", 5000),
+    etsd_test_lib:kill_etsd(E, "KILL"),
+    E2 = etsd(Config, Dir, []),
+    Want = lists:seq(1, 601),
+    Want = keys(maps:get(node, E2)),
+    etsd_test_lib:stop_etsd(E2).
+
+%% Writes 6 MB through a 512 kB --compact-at while a second process calls
+%% etsd all along: compactions run, each logs its line, none holds etsd's
+%% loop for long (the figure etsd logs, and the longest call seen here),
+%% and a restart after kill -9 finds every write.
+log_past_compact_at_is_compacted_while_etsd_answers(Config) ->
+    Dir = ?config(data_dir_path, Config),
+    E = etsd(Config, Dir, ["--compact-at", "524288"]),
+    N = maps:get(node, E),
+    Self = self(),
+    Pinger = spawn_link(fun() -> ping_loop(N, Self, 0, 0) end),
+    Batches = 200,
+    lists:foreach(fun(B) ->
+                          true = erpc:call(N, ets, insert,
+                                           [users, [user(B * 200 + I) || I <- lists:seq(1, 200)]])
+                  end, lists:seq(0, Batches - 1)),
+    Pinger ! {stop, self()},
+    {Calls, MaxUs} = receive {pings, C, M} -> {C, M} after 10000 -> ct:fail(no_pings) end,
+    etsd_test_lib:await(fun() -> length(compactions(E)) >= 5 end, 10000, compactions),
+    Held = [H || {_, H} <- compactions(E)],
+    ct:log("~p compactions; loop held per compaction (ms): ~p; ~p calls meanwhile, "
+           "longest ~.1f ms", [length(Held), Held, Calls, MaxUs / 1000]),
+    true = lists:max(Held) < 200,
+    %% the log stays near --compact-at, not near the 6 MB written
+    true = filelib:file_size(log_file(Dir)) < 3 * 524288,
+    etsd_test_lib:kill_etsd(E, "KILL"),
+    E2 = etsd(Config, Dir, []),
+    Want = lists:seq(1, Batches * 200),
+    Want = keys(maps:get(node, E2)),
+    etsd_test_lib:stop_etsd(E2).
+
+%% [{Ms, LoopHeldMs}] from etsd's compaction log lines.
+compactions(E) ->
+    {match, Ms} = case re:run(etsd_test_lib:etsd_log(E),
+                              "compaction [0-9]+: .*; ([0-9]+) ms, loop held ([0-9.]+) ms",
+                              [global, {capture, all_but_first, list}]) of
+                      nomatch -> {match, []};
+                      M -> M
+                  end,
+    [{list_to_integer(T), list_to_float(H)} || [T, H] <- Ms].
+
+ping_loop(N, Parent, Calls, Max) ->
+    receive
+        {stop, From} -> From ! {pings, Calls, Max}
+    after 0 ->
+        T0 = erlang:monotonic_time(microsecond),
+        N = erpc:call(N, erlang, node, []),
+        Dt = erlang:monotonic_time(microsecond) - T0,
+        ping_loop(N, Parent, Calls + 1, max(Max, Dt))
+    end.
+
+%% Cycles of: etsd with a 64 kB --compact-at takes acknowledged writes (20
+%% objects a call) and is killed with SIGKILL at a random moment, which
+%% with a compaction every few dozen calls often falls inside one; the
+%% restarted etsd must hold every acknowledged write (and at most the
+%% call in flight), whatever files the kill left.
+-define(ETSD_CYCLES, 25).
+etsd_killed_during_compactions_keeps_every_acknowledged_write(Config) ->
+    Dir = ?config(data_dir_path, Config),
+    Seed = erlang:phash2({erlang:system_time(), os:getpid()}) + 1,
+    rand:seed(exsss, {Seed, Seed * 3, Seed * 5}),
+    ct:log("rand seed ~p", [Seed]),
+    {Acked, Compactions} = etsd_cycles(Config, Dir, ?ETSD_CYCLES, 0, 0),
+    ct:log("~p cycles: ~p writes acknowledged, ~p compactions logged",
+           [?ETSD_CYCLES, Acked, Compactions]),
+    true = Compactions >= ?ETSD_CYCLES.
+
+etsd_cycles(_Config, _Dir, 0, Acked, Comp) ->
+    {Acked, Comp};
+etsd_cycles(Config, Dir, K, Acked, Comp) ->
+    E = etsd(Config, Dir, ["--compact-at", "65536"]),
+    N = maps:get(node, E),
+    Keys = keys(N),
+    %% everything acknowledged before, and at most one call in flight
+    true = lists:prefix(lists:seq(1, Acked), Keys),
+    true = length(Keys) =< Acked + 20,
+    Self = self(),
+    W = spawn(fun() -> etsd_writer(N, Self, length(Keys)) end),
+    receive after 100 + rand:uniform(400) -> ok end,
+    etsd_test_lib:kill_etsd(E, "KILL"),
+    Last = receive {acked, W, L} -> L after 20000 -> ct:fail(writer_stuck) end,
+    C = length(compactions(E)),
+    etsd_cycles(Config, Dir, K - 1, Last, Comp + C).
+
+%% Writes 20 users a call from key From + 1 on; tells Parent the last key
+%% acknowledged when a call fails (etsd was killed).
+etsd_writer(N, Parent, From) ->
+    case catch erpc:call(N, ets, insert, [users, [user(From + I) || I <- lists:seq(1, 20)]],
+                         5000) of
+        true -> etsd_writer(N, Parent, From + 20);
+        _ -> Parent ! {acked, self(), From}
+    end.
 
 torn_log_tail_is_cut_and_reported(Config) ->
     Dir = ?config(data_dir_path, Config),

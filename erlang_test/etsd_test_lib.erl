@@ -7,6 +7,12 @@
          run/2, start_peer/1, start_peer/2, await/2, await/3,
          start_etsd/1, stop_etsd/1, kill_etsd/2, await_exit/2, etsd_log/1, unique_name/1,
          etsd_port/1, log_has/2, await_log/3]).
+%% A Common Test hook (rebar.config's ct_hooks): fails a test case whose
+%% etsd logged a sanitizer report.
+-export([id/1, init/2, pre_init_per_testcase/4, post_end_per_testcase/5,
+         post_end_per_suite/4, sanitizer_report/1]).
+
+-define(LOGS, etsd_test_logs).
 
 %% The project's top folder: ETSD_ROOT from the Makefile, or found upwards
 %% from this module's beam.
@@ -108,6 +114,8 @@ start_etsd(Opts) when is_map(Opts) ->
           end,
     Name = unique_name(maps:get(name, Opts, "etsd")),
     Log = filename:join(Dir, Name ++ ".log"),
+    %% the sanitizer hook reads it after the test case (no table: no hook)
+    catch ets:insert(?LOGS, {Log, 0}),
     PeerOpts = #{name => Name,
                  longnames => not maps:get(sname, Opts, false),
                  host => maps:get(host, Opts, "127.0.0.1"),
@@ -165,3 +173,71 @@ log_has(E, Re) ->
 %% Waits until etsd's log matches Re.
 await_log(E, Re, Ms) ->
     await(fun() -> log_has(E, Re) end, Ms, {log, Re}).
+
+%% ---- Sanitizer reports ----------------------------------------------------
+%% Under `make ct-asan` etsd is built with AddressSanitizer and
+%% UndefinedBehaviorSanitizer and any report ends it with a non-zero
+%% status; a test that stops etsd by SIGKILL, or never looks at its exit,
+%% would still pass. So every etsd log started by start_etsd/1 is read
+%% after each test case, from where the last reading ended, and a report
+%% in it fails that test case.
+
+id(_Opts) -> etsd_sanitizer_hook.
+
+init(_Id, _Opts) ->
+    %% The table outlives the processes that run suites and test cases.
+    Self = self(),
+    spawn(fun() ->
+                  ets:new(?LOGS, [named_table, public, set]),
+                  Self ! {?LOGS, ready},
+                  receive stop -> ok end
+          end),
+    receive {?LOGS, ready} -> ok after 5000 -> ok end,
+    {ok, #{}}.
+
+%% ETSD_CT_SKIP="Suite:Case Suite:Case": cases skipped in this run, for
+%% `make ct-asan`, whose sanitized etsd is too slow for a case's timing.
+pre_init_per_testcase(Suite, TC, Config, State) ->
+    Skip = string:lexemes(os:getenv("ETSD_CT_SKIP", ""), " "),
+    case lists:member(atom_to_list(Suite) ++ ":" ++ atom_to_list(TC), Skip) of
+        true -> {{skip, "in ETSD_CT_SKIP: its timing does not hold in this build"}, State};
+        false -> {Config, State}
+    end.
+
+post_end_per_testcase(_Suite, _TC, _Config, Return, State) ->
+    {check_logs(Return), State}.
+
+post_end_per_suite(_Suite, _Config, Return, State) ->
+    {check_logs(Return), State}.
+
+check_logs(Return) ->
+    Logs = try ets:tab2list(?LOGS) catch error:badarg -> [] end,
+    Reports = lists:filtermap(fun({Log, Off}) -> read_new(Log, Off) end, Logs),
+    case Reports of
+        [] -> Return;
+        [{Log, Excerpt} | _] ->
+            ct:pal("sanitizer report in ~s:~n~s", [Log, Excerpt]),
+            {fail, {sanitizer_report, Log}}
+    end.
+
+read_new(Log, Off) ->
+    case file:read_file(Log) of
+        {ok, B} when byte_size(B) > Off ->
+            ets:insert(?LOGS, {Log, byte_size(B)}),
+            case sanitizer_report(binary:part(B, Off, byte_size(B) - Off)) of
+                nomatch -> false;
+                Excerpt -> {true, {Log, Excerpt}}
+            end;
+        _ -> false
+    end.
+
+%% The first sanitizer report in Bin (up to 4 kB of it), or nomatch.
+sanitizer_report(Bin) ->
+    Re = "ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: |"
+         "SUMMARY: [A-Za-z]+Sanitizer",
+    case re:run(Bin, Re, [{capture, first, index}]) of
+        {match, [{At, _}]} ->
+            Start = max(0, At - 200),
+            binary:part(Bin, Start, min(4096, byte_size(Bin) - Start));
+        nomatch -> nomatch
+    end.

@@ -12,7 +12,8 @@
          malformed_frames_after_valid_handshake_are_dropped/1,
          wrong_digest_from_raw_client_is_refused/1,
          stranger_using_a_connected_name_cannot_cut_it_off/1,
-         name_with_digest_flag_only_and_data_after_the_name_is_accepted/1]).
+         name_with_digest_flag_only_and_data_after_the_name_is_accepted/1,
+         pending_handshakes_under_one_name_are_replaced_in_turn/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -23,7 +24,8 @@ all() ->
      malformed_frames_after_valid_handshake_are_dropped,
      wrong_digest_from_raw_client_is_refused,
      stranger_using_a_connected_name_cannot_cut_it_off,
-     name_with_digest_flag_only_and_data_after_the_name_is_accepted].
+     name_with_digest_flag_only_and_data_after_the_name_is_accepted,
+     pending_handshakes_under_one_name_are_replaced_in_turn].
 
 %% Flags a raw client advertises: OTP 25's mandatory set plus what etsd
 %% needs to talk back (dist.hrl values).
@@ -270,3 +272,25 @@ name_with_digest_flag_only_and_data_after_the_name_is_accepted(Config) ->
                            (term_to_binary({Fake, digest_only}))/binary>>),
     digest_only = recv_send_to(S, Fake),
     gen_tcp:close(S).
+
+%% A node whose connection attempts pile up (etsd's loop was busy, say
+%% loading a big data dir) sends its name on several sockets: each newer
+%% attempt replaces the one still in its handshake. Replacing one freed it
+%% while the peer list was being walked (a use-after-free that
+%% AddressSanitizer reports under make ct-asan, and a segfault after a 10M
+%% object load).
+pending_handshakes_under_one_name_are_replaced_in_turn(Config) ->
+    Name = etsd_test_lib:unique_name("hostile_pile") ++ "@127.0.0.1",
+    Socks = [begin
+                 S = connect(Config),
+                 ok = gen_tcp:send(S, name_msg(Name)),
+                 <<"sok">> = recv_msg(S),
+                 <<$N, _/binary>> = recv_msg(S),
+                 S
+             end || _ <- lists:seq(1, 4)],
+    %% every attempt but the last was replaced and closed; the last waits
+    %% for its challenge reply
+    [await_closed(S, 5000) || S <- lists:droplast(Socks)],
+    {error, timeout} = gen_tcp:recv(lists:last(Socks), 0, 200),
+    [gen_tcp:close(S) || S <- Socks],
+    ok.

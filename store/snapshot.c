@@ -1,11 +1,13 @@
 /* snapshot.c: a durable store's data directory. Opening it (lock, load the
- * snapshot, replay the log through the store's own functions, cut a torn
- * tail), writing snapshots atomically, and flushing the log. */
+ * snapshot, replay log segments and the log through the store's own
+ * functions, cut a torn tail), the snapshot file's writer, and flushing
+ * the log. Compaction (writing snapshots) is in compact.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -258,6 +260,7 @@ static int load_snapshot(store_durable_t *d, store_t *s, uint64_t *lsn,
         }
     }
     mem_free(offs);
+    d->snap_bytes = m.len;
     unmap(&m);
     *lsn = seq;
     return 0;
@@ -297,24 +300,193 @@ static int log_init(store_durable_t *d)
     return fsync_dir(d);
 }
 
-/* Replays the log into s, skipping records the snapshot already holds
- * (seq <= lsn). A torn tail is cut off and described in errbuf. */
+/* Replays one log file (mapped in m, named name for messages) into s,
+ * skipping records the snapshot already holds (seq <= lsn). *prev is the
+ * last seq seen before this file (seqs must increase across files) and is
+ * updated; *last is the last seq applied. *end gets the offset where valid
+ * records end: a torn tail starts there. max_seq (0: none) is the largest
+ * seq a segment named after it may hold. */
+static int replay_mapped(store_durable_t *d, store_t *s, const mapped_t *m,
+                         const char *name, uint64_t lsn, uint64_t max_seq,
+                         uint64_t *prev, uint64_t *last, size_t *end,
+                         char *errbuf, size_t errlen)
+{
+    size_t off = WAL_MAGIC_LEN;
+    const char *why = NULL;
+    int rc;
+    if (m->len < WAL_MAGIC_LEN || memcmp(m->data, WAL_LOG_MAGIC, WAL_MAGIC_LEN)) {
+        store_set_err(errbuf, errlen, "%s/%s: not a log file (bad magic)", d->dir, name);
+        return -EBADMSG;
+    }
+    while (off < m->len) {
+        wal_rec_t r;
+        rc = wal_decode(m->data + off, m->len - off, &r);
+        /* A crash can only tear the last append, so a valid later record
+         * means this one was damaged in place: refuse, never drop it. That
+         * covers a length field grown by a flipped bit, which looks like a
+         * record running past the end (-EAGAIN). (A record forged inside
+         * an object's bytes, torn mid-append, would be refused too.) */
+        if (rc < 0 &&
+            wal_valid_record_follows(m->data + off + 1, m->len - off - 1, *prev)) {
+            why = "corrupt record (length or CRC) followed by valid records";
+            goto bad;
+        }
+        if (rc < 0)
+            break; /* torn tail: the caller decides */
+        if (r.type == WAL_END) {
+            why = "end record in a log";
+            goto bad;
+        }
+        if (r.seq <= *prev) {
+            why = "record seq not increasing";
+            goto bad;
+        }
+        if (max_seq && r.seq > max_seq) {
+            why = "record seq past the segment's last";
+            goto bad;
+        }
+        *prev = r.seq;
+        if (r.seq > lsn) {
+            why = NULL;
+            rc = apply_record(s, &r, &why);
+            if (rc == -ENOMEM) {
+                store_set_err(errbuf, errlen, "%s/%s: out of memory", d->dir, name);
+                return rc;
+            }
+            if (rc < 0)
+                goto bad;
+            *last = r.seq;
+        }
+        off += r.size;
+    }
+    *end = off;
+    return 0;
+
+bad:
+    store_set_err(errbuf, errlen, "%s/%s: damaged at offset %zu (after record seq "
+            "%llu): %s", d->dir, name, off, (unsigned long long)*prev,
+            why ? why : "invalid record");
+    return -EBADMSG;
+}
+
+/* Segments a compaction renamed away and no snapshot covers yet, in seq
+ * order; the covered ones (seq <= lsn: a crash before their deletion) are
+ * deleted here. On success *out (NULL when none) is new: mem_free() it. */
+static int list_segments(store_durable_t *d, uint64_t lsn, uint64_t **out, size_t *n,
+                         char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    /* A descriptor of its own: a dup would share the read position. */
+    int fd = openat(d->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *dp = fdopendir(fd);
+    if (!dp) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    uint64_t *v = NULL;
+    size_t cap = 0, k = 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)) != NULL) {
+        uint64_t seq;
+        if (!wal_segment_name(e->d_name, &seq))
+            continue;
+        if (seq <= lsn) {
+            /* Harmless if it stays: recovery skips its records. */
+            (void)unlinkat(d->dir_fd, e->d_name, 0);
+            continue;
+        }
+        if (k == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            uint64_t *nv = mem_realloc(v, nc * sizeof *nv);
+            if (!nv) {
+                rc = -ENOMEM;
+                store_set_err(errbuf, errlen, "%s: out of memory", d->dir);
+                break;
+            }
+            v = nv;
+            cap = nc;
+        }
+        v[k++] = seq;
+    }
+    closedir(dp);
+    if (rc < 0) {
+        mem_free(v);
+        return rc;
+    }
+    /* Few segments (one per failed compaction): insertion sort. */
+    for (size_t i = 1; i < k; i++)
+        for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            uint64_t t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+/* Replays the segments, then the log, into s, skipping records the
+ * snapshot already holds (seq <= lsn). A torn tail of the log is cut off
+ * and described in errbuf; one in a segment (its unsynced end lost with
+ * the machine, under --fsync never or MS) is described and left: the next
+ * compaction deletes the segment. */
 static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
                       char *errbuf, size_t errlen)
 {
+    uint64_t *segs = NULL, prev = 0, last = lsn;
+    size_t nsegs = 0, end = 0;
+    mapped_t m;
+    char name[64];
+    int rc = list_segments(d, lsn, &segs, &nsegs, errbuf, errlen);
+    if (rc < 0) {
+        if (errbuf && !errbuf[0])
+            store_set_err(errbuf, errlen, "%s: listing segments: %s", d->dir, strerror(-rc));
+        return rc;
+    }
+    char note[256] = "";
+    for (size_t i = 0; i < nsegs; i++) {
+        snprintf(name, sizeof name, WAL_SEG_PREFIX "%llu", (unsigned long long)segs[i]);
+        int fd = openat(d->dir_fd, name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = -errno;
+            store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, name, strerror(-rc));
+            goto out;
+        }
+        rc = map_fd(fd, &m);
+        close(fd);
+        if (rc < 0) {
+            store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, name, strerror(-rc));
+            goto out;
+        }
+        rc = replay_mapped(d, s, &m, name, lsn, segs[i], &prev, &last, &end, errbuf,
+                           errlen);
+        if (rc == 0 && end < m.len)
+            snprintf(note, sizeof note, "%s/%s: torn tail at offset %zu: %zu bytes "
+                     "after record seq %llu ignored", d->dir, name, end, m.len - end,
+                     (unsigned long long)prev);
+        if (rc == 0)
+            d->seg_bytes += end - WAL_MAGIC_LEN;
+        unmap(&m);
+        if (rc < 0)
+            goto out;
+    }
+
     d->log_fd = openat(d->dir_fd, WAL_LOG_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (d->log_fd < 0) {
-        int rc = -errno;
+        rc = -errno;
         store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_LOG_FILE, strerror(-rc));
-        return rc;
+        goto out;
     }
-    mapped_t m;
-    int rc = map_fd(d->log_fd, &m);
+    rc = map_fd(d->log_fd, &m);
     if (rc < 0) {
         store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_LOG_FILE, strerror(-rc));
-        return rc;
+        goto out;
     }
-    uint64_t last = lsn;
     if (m.len < WAL_MAGIC_LEN && memcmp(m.data ? (const void *)m.data : "",
                                         WAL_LOG_MAGIC, m.len) == 0) {
         /* New, or a crash while it was being created. */
@@ -322,80 +494,109 @@ static int replay_log(store_durable_t *d, store_t *s, uint64_t lsn,
         rc = log_init(d);
         if (rc < 0)
             store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_LOG_FILE, strerror(-rc));
-        d->next_seq = lsn + 1;
-        return rc;
+        d->next_seq = (prev > last ? prev : last) + 1;
+        goto out;
     }
-    if (m.len < WAL_MAGIC_LEN || memcmp(m.data, WAL_LOG_MAGIC, WAL_MAGIC_LEN)) {
-        store_set_err(errbuf, errlen, "%s/%s: not a log file (bad magic)", d->dir,
-                WAL_LOG_FILE);
-        unmap(&m);
-        return -EBADMSG;
-    }
-    size_t off = WAL_MAGIC_LEN;
-    uint64_t prev = 0;
-    const char *why = NULL;
-    while (off < m.len) {
-        wal_rec_t r;
-        rc = wal_decode(m.data + off, m.len - off, &r);
-        /* A crash can only tear the last append, so a valid later record
-         * means this one was damaged in place: refuse, never drop it. That
-         * covers a length field grown by a flipped bit, which looks like a
-         * record running past the end (-EAGAIN). (A record forged inside
-         * an object's bytes, torn mid-append, would be refused too.) */
-        if (rc < 0 &&
-            wal_valid_record_follows(m.data + off + 1, m.len - off - 1, prev)) {
-            why = "corrupt record (length or CRC) followed by valid records";
-            goto bad;
-        }
-        if (rc < 0)
-            break; /* torn tail: cut below */
-        if (r.type == WAL_END) {
-            why = "end record in a log";
-            goto bad;
-        }
-        if (r.seq <= prev) {
-            why = "record seq not increasing";
-            goto bad;
-        }
-        prev = r.seq;
-        if (r.seq > lsn) {
-            why = NULL;
-            rc = apply_record(s, &r, &why);
-            if (rc == -ENOMEM) {
-                store_set_err(errbuf, errlen, "%s/%s: out of memory", d->dir, WAL_LOG_FILE);
-                unmap(&m);
-                return rc;
-            }
-            if (rc < 0)
-                goto bad;
-            last = r.seq;
-        }
-        off += r.size;
-    }
+    rc = replay_mapped(d, s, &m, WAL_LOG_FILE, lsn, 0, &prev, &last, &end, errbuf, errlen);
     size_t total = m.len;
     unmap(&m);
-    if (off < total) {
-        if (ftruncate(d->log_fd, (off_t)off) < 0 || fdatasync(d->log_fd) < 0) {
+    if (rc < 0)
+        goto out;
+    if (end < total) {
+        if (ftruncate(d->log_fd, (off_t)end) < 0 || fdatasync(d->log_fd) < 0) {
             rc = -errno;
             store_set_err(errbuf, errlen, "%s/%s: cutting torn tail: %s", d->dir,
                     WAL_LOG_FILE, strerror(-rc));
-            return rc;
+            goto out;
         }
         store_set_err(errbuf, errlen,
                 "%s/%s: torn tail at offset %zu: dropped %zu bytes after "
                 "record seq %llu (an append cut short by a crash)",
-                d->dir, WAL_LOG_FILE, off, total - off, (unsigned long long)prev);
+                d->dir, WAL_LOG_FILE, end, total - end, (unsigned long long)prev);
+    } else if (note[0]) {
+        store_set_err(errbuf, errlen, "%s", note);
     }
-    d->log_end = off;
+    d->log_end = end;
     d->next_seq = (prev > last ? prev : last) + 1;
-    return 0;
+out:
+    mem_free(segs);
+    return rc;
+}
 
-bad:
-    store_set_err(errbuf, errlen, "%s/%s: damaged at offset %zu (after record seq "
-            "%llu): %s", d->dir, WAL_LOG_FILE, off, (unsigned long long)prev,
-            why ? why : "invalid record");
+/* A crash after a compaction switched logs, before its thread renamed
+ * them, leaves the log in store.wal.next (it has records) and the one
+ * before it in store.wal: put the names right before reading, as the
+ * thread would have. A store.wal.next without records was made ahead of
+ * time and never used: it goes (store_open() makes a new one). */
+static int promote_next(store_durable_t *d, char *errbuf, size_t errlen)
+{
+    int fd = openat(d->dir_fd, WAL_NEXT_FILE, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        int rc = -errno;
+        store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_NEXT_FILE, strerror(-rc));
+        return rc;
+    }
+    mapped_t m;
+    int rc = map_fd(fd, &m);
+    close(fd);
+    if (rc < 0) {
+        store_set_err(errbuf, errlen, "%s/%s: %s", d->dir, WAL_NEXT_FILE, strerror(-rc));
+        return rc;
+    }
+    wal_rec_t r;
+    uint64_t first = 0;
+    int has = m.len > WAL_MAGIC_LEN && memcmp(m.data, WAL_LOG_MAGIC, WAL_MAGIC_LEN) == 0 &&
+              wal_decode(m.data + WAL_MAGIC_LEN, m.len - WAL_MAGIC_LEN, &r) == 0 &&
+              r.type != WAL_END;
+    if (has)
+        first = r.seq;
+    /* Its first record torn (the crash cut the first append): nothing in
+     * it was acknowledged, unless valid records follow: damage, not a tear. */
+    int damaged = !has && m.len > WAL_MAGIC_LEN + 1 &&
+                  wal_valid_record_follows(m.data + WAL_MAGIC_LEN + 1,
+                                           m.len - WAL_MAGIC_LEN - 1, 0);
     unmap(&m);
-    return -EBADMSG;
+    if (damaged) {
+        store_set_err(errbuf, errlen, "%s/%s: damaged at offset %d: corrupt first "
+                      "record followed by valid records", d->dir, WAL_NEXT_FILE,
+                      WAL_MAGIC_LEN);
+        return -EBADMSG;
+    }
+    if (!has) {
+        if (unlinkat(d->dir_fd, WAL_NEXT_FILE, 0) < 0 && errno != ENOENT)
+            return -errno;
+        return 0;
+    }
+    struct stat st;
+    if (fstatat(d->dir_fd, WAL_LOG_FILE, &st, 0) == 0) {
+        if (st.st_size > WAL_MAGIC_LEN) {
+            char seg[64];
+            if (first <= 1) {
+                store_set_err(errbuf, errlen, "%s/%s: its first record (seq %llu) cannot "
+                              "follow %s", d->dir, WAL_NEXT_FILE,
+                              (unsigned long long)first, WAL_LOG_FILE);
+                return -EBADMSG;
+            }
+            snprintf(seg, sizeof seg, WAL_SEG_PREFIX "%llu", (unsigned long long)first - 1);
+            if (renameat2(d->dir_fd, WAL_LOG_FILE, d->dir_fd, seg, RENAME_NOREPLACE) < 0)
+                goto fail;
+        } else if (unlinkat(d->dir_fd, WAL_LOG_FILE, 0) < 0) {
+            goto fail;
+        }
+    } else if (errno != ENOENT) {
+        goto fail;
+    }
+    if (renameat(d->dir_fd, WAL_NEXT_FILE, d->dir_fd, WAL_LOG_FILE) < 0 ||
+        fsync_dir(d) < 0)
+        goto fail;
+    return 0;
+fail:
+    rc = -errno;
+    store_set_err(errbuf, errlen, "%s: renaming %s to %s: %s", d->dir, WAL_NEXT_FILE,
+                  WAL_LOG_FILE, strerror(-rc));
+    return rc;
 }
 
 /* ---- Public ------------------------------------------------------------ */
@@ -446,6 +647,8 @@ int store_open(const char *dir, store_fsync_t policy, store_t **out,
         store_set_err(errbuf, errlen, "%s/%s: %s", dir, WAL_SNAP_TMP, strerror(-rc));
         goto fail_d;
     }
+    if ((rc = promote_next(d, errbuf, errlen)) < 0)
+        goto fail_d;
     rc = store_new(&s);
     if (rc < 0)
         goto fail_d;
@@ -457,6 +660,10 @@ int store_open(const char *dir, store_fsync_t policy, store_t **out,
     if (rc < 0)
         goto fail_s;
     store_set_replaying(s, 0);
+    /* The log the first compaction switches to. Without it, that
+     * compaction makes it (on its caller's loop). */
+    if (wal_next_create(d->dir_fd, &d->next_fd, 0) < 0)
+        d->next_fd = -1;
     store_set_durable(s, d);
     *out = s;
     return 0;
@@ -471,7 +678,9 @@ fail_d:
 uint64_t store_log_bytes(store_t *s)
 {
     store_durable_t *d = s ? store_durable(s) : NULL;
-    return d && d->log_end > WAL_MAGIC_LEN ? d->log_end - WAL_MAGIC_LEN : 0;
+    if (!d)
+        return 0;
+    return d->seg_bytes + (d->log_end > WAL_MAGIC_LEN ? d->log_end - WAL_MAGIC_LEN : 0);
 }
 
 int store_flush(store_t *s)
@@ -483,7 +692,8 @@ int store_flush(store_t *s)
 typedef struct snap_writer {
     int fd;
     uint64_t seq;
-    uint64_t records;
+    uint64_t records, objects, bytes;
+    uint64_t synced;     /* incremental: bytes already written back */
     const char *table;   /* the table being written, for its PUT records */
     wal_buf_t buf;
 } snap_writer_t;
@@ -502,7 +712,23 @@ static int snap_drain(snap_writer_t *w, size_t keep_below)
         }
         off += (size_t)n;
     }
+    w->bytes += w->buf.len;
     w->buf.len = 0;
+    /* Incremental write-back, as Redis's aof-rewrite-incremental-fsync:
+     * start writing each WAL_SNAP_SYNC_STEP as it fills and wait for the
+     * one before, so dirty pages never pile up for one huge final fsync
+     * that the log's own fdatasyncs would queue behind. */
+    if (w->synced != UINT64_MAX && w->bytes - w->synced >= WAL_SNAP_SYNC_STEP) {
+        uint64_t from = w->synced;
+        (void)sync_file_range(w->fd, (off_t)from, (off_t)(w->bytes - from),
+                              SYNC_FILE_RANGE_WRITE);
+        if (from >= WAL_SNAP_SYNC_STEP)
+            (void)sync_file_range(w->fd, (off_t)(from - WAL_SNAP_SYNC_STEP),
+                                  WAL_SNAP_SYNC_STEP,
+                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                  SYNC_FILE_RANGE_WAIT_AFTER);
+        w->synced = w->bytes;
+    }
     return 0;
 }
 
@@ -513,6 +739,7 @@ static int snap_object_cb(void *arg, const void *obj, size_t len)
     if (rc < 0)
         return rc;
     w->records++;
+    w->objects++;
     return snap_drain(w, 1u << 20);
 }
 
@@ -528,55 +755,21 @@ static int snap_table_cb(void *arg, store_table_t *t)
     return store_table_foreach(t, snap_object_cb, w);
 }
 
-int store_snapshot(store_t *s)
+int wal_snapshot_write(store_t *s, int fd, uint64_t seq, int incremental,
+                       uint64_t *bytes, uint64_t *objects)
 {
-    store_durable_t *d = s ? store_durable(s) : NULL;
-    if (!d)
-        return -EINVAL;
-    if (d->broken)
-        return -EIO;
-    /* Records an open batch holds are applied in memory, so the snapshot
-     * will contain them: put them in the log first, so seqs and log agree
-     * (they become durable with the snapshot's fsync). */
-    int brc = wal_batch_write(d);
-    if (brc < 0)
-        return brc;
-    /* Every record appended so far is in memory, so the snapshot holds the
-     * log up to next_seq - 1; recovery skips those records if the log is
-     * not truncated below (a crash right after the rename). */
-    snap_writer_t w = { .seq = d->next_seq - 1 };
-    int rc;
-    w.fd = openat(d->dir_fd, WAL_SNAP_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                  0644);
-    if (w.fd < 0)
-        return -errno;
-    rc = wal_buf_append_raw(&w.buf, WAL_SNAP_MAGIC, WAL_MAGIC_LEN);
+    snap_writer_t w = { .fd = fd, .seq = seq, .synced = incremental ? 0 : UINT64_MAX };
+    int rc = wal_buf_append_raw(&w.buf, WAL_SNAP_MAGIC, WAL_MAGIC_LEN);
     if (rc == 0)
         rc = store_foreach_table(s, snap_table_cb, &w);
     if (rc == 0)
         rc = wal_encode(&w.buf, w.seq, WAL_END, NULL, 0, NULL, 0, w.records);
     if (rc == 0)
         rc = snap_drain(&w, 0);
-    if (rc == 0 && fsync(w.fd) < 0)
-        rc = -errno;
     wal_buf_release(&w.buf);
-    if (close(w.fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && renameat(d->dir_fd, WAL_SNAP_TMP, d->dir_fd, WAL_SNAP_FILE) < 0)
-        rc = -errno;
-    if (rc == 0)
-        rc = fsync_dir(d);
-    if (rc < 0) {
-        (void)unlinkat(d->dir_fd, WAL_SNAP_TMP, 0);
-        return rc;
-    }
-    /* The snapshot is durable: the log can start over. If cutting it fails
-     * the log stays as it was, still valid, and appends continue. */
-    if (ftruncate(d->log_fd, WAL_MAGIC_LEN) < 0)
-        return -errno;
-    d->log_end = WAL_MAGIC_LEN;
-    if (fdatasync(d->log_fd) < 0)
-        return -errno;
-    d->dirty = 0;
-    return 0;
+    if (bytes)
+        *bytes = w.bytes;
+    if (objects)
+        *objects = w.objects;
+    return rc;
 }

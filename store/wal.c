@@ -279,7 +279,7 @@ int wal_durable_new(const char *dir, store_fsync_t policy, store_durable_t **out
         mem_free(d);
         return -ENOMEM;
     }
-    d->dir_fd = d->lock_fd = d->log_fd = -1;
+    d->dir_fd = d->lock_fd = d->log_fd = d->next_fd = -1;
     d->policy = policy;
     d->next_seq = 1;
     *out = d;
@@ -321,6 +321,7 @@ void store_durable_free(store_durable_t *d)
 {
     if (!d)
         return;
+    wal_compact_discard(d->compacting);
     /* A batch left open is a caller bug, but its records are applied in
      * memory: write them rather than drop them. */
     if (d->batch_depth > 0 && !d->broken)
@@ -331,6 +332,8 @@ void store_durable_free(store_durable_t *d)
         (void)wal_sync(d);
     if (d->log_fd >= 0)
         close(d->log_fd);
+    if (d->next_fd >= 0)
+        close(d->next_fd);
     if (d->dir_fd >= 0)
         close(d->dir_fd);
     /* Closing the lock file releases the flock: do it last. */

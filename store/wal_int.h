@@ -40,6 +40,14 @@
 #define WAL_SNAP_FILE   "store.snap"
 #define WAL_SNAP_TMP    "store.snap.tmp"
 #define WAL_LOCK_FILE   "LOCK"
+/* A log segment renamed away by a compaction: WAL_LOG_FILE "." S, where S
+ * (decimal) is the last seq it can hold. */
+#define WAL_SEG_PREFIX  "store.wal."
+/* The next log, created empty and durable ahead of time, so that a
+ * compaction switches logs on the loop without touching the directory.
+ * Once records are appended to it, it is the log even under this name
+ * (a crash before the compaction's renames): recovery renames it. */
+#define WAL_NEXT_FILE   "store.wal.next"
 
 typedef enum wal_type {
     WAL_CREATE = 1,
@@ -126,6 +134,14 @@ struct store_durable {
     wal_buf_t pend;
     int batch_err;       /* first error of the open batch, or 0 */
     uint64_t batch_recs; /* records the open batch has appended */
+    /* Compaction (compact.c). */
+    int next_fd;             /* WAL_NEXT_FILE, empty and durable, or -1 */
+    uint64_t seg_bytes;      /* record bytes in segments no snapshot covers */
+    uint64_t snap_bytes;     /* size of the last snapshot (0: none) */
+    uint64_t compact_at;     /* fixed threshold, or 0 for the default rule */
+    uint64_t compact_retry;  /* after a failure: due again at this size */
+    store_compact_t *compacting;
+    store_compact_stats_t stats;
 };
 
 /* Pending batch bytes past this are written out before the batch ends
@@ -152,5 +168,51 @@ int wal_durable_new(const char *dir, store_fsync_t policy, store_durable_t **out
 /* Makes the log durable (fdatasync) if records were written since the last
  * time. Returns 0 or a negative errno. */
 int wal_sync(store_durable_t *d);
+
+/* Writes every table of s as a snapshot file (magic, records with seq,
+ * END) to fd, from its current offset. incremental: write back every
+ * WAL_SNAP_SYNC_STEP as it goes (sync_file_range), so the caller's final
+ * fsync is short; it still must fsync. *bytes and *objects (may be NULL)
+ * get what was written. Defined in snapshot.c. */
+#define WAL_SNAP_SYNC_STEP (8u << 20)
+int wal_snapshot_write(store_t *s, int fd, uint64_t seq, int incremental,
+                       uint64_t *bytes, uint64_t *objects);
+
+/* Parses a segment's file name: 1 with *seq set for WAL_SEG_PREFIX
+ * followed by a decimal seq (no sign, no leading zero), else 0. */
+int wal_segment_name(const char *name, uint64_t *seq);
+
+/* Creates WAL_NEXT_FILE (replacing any) with the log magic, makes it and
+ * its name durable, and returns its descriptor in *fd. hooks: the
+ * STORE_STEP_NEXT test hooks apply (a compaction's, not store_open()'s).
+ * Defined in compact.c. */
+int wal_next_create(int dir_fd, int *fd, int hooks);
+
+/* Stops and frees a compaction its caller never ended (store_free() of a
+ * store with one running). Defined in compact.c. */
+void wal_compact_discard(store_compact_t *c);
+
+/* Compaction steps, for the test hooks below. */
+typedef enum store_step {
+    STORE_STEP_NONE = 0,
+    STORE_STEP_FORK,     /* starting the child (the loop's part) */
+    STORE_STEP_ROTATE,   /* renaming store.wal to its segment name */
+    STORE_STEP_NEWLOG,   /* renaming store.wal.next to store.wal */
+    STORE_STEP_WRITE,    /* the child writing store.snap.tmp (half done) */
+    STORE_STEP_SYNC,     /* the child's fsync of store.snap.tmp */
+    STORE_STEP_RENAME,   /* store.snap.tmp -> store.snap */
+    STORE_STEP_DIRSYNC,  /* the directory's fsync after it */
+    STORE_STEP_UNLINK,   /* deleting a covered segment */
+    STORE_STEP_NEXT,     /* creating the following store.wal.next */
+    STORE_STEP_COUNT
+} store_step_t;
+
+/* Test hooks (unit tests and the crash tool only). store_test_fail_step:
+ * that step fails with store_test_fail_errno (once; then reset to NONE).
+ * store_test_crash_step: the process (and, for the child's steps, its
+ * parent first) dies by SIGKILL at that step, to simulate a crash there. */
+extern store_step_t store_test_fail_step;
+extern int store_test_fail_errno;
+extern store_step_t store_test_crash_step;
 
 #endif

@@ -28,7 +28,8 @@ static void setup(void)
 static void teardown(void)
 {
     static const char *const files[] = { WAL_LOG_FILE, WAL_SNAP_FILE,
-                                         WAL_SNAP_TMP, WAL_LOCK_FILE };
+                                         WAL_SNAP_TMP, WAL_LOCK_FILE,
+                                         WAL_NEXT_FILE };
     char p[512];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);

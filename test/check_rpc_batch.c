@@ -57,7 +57,8 @@ static void fx_init(fixture_t *f)
 static void fx_release(fixture_t *f)
 {
     static const char *const files[] = { WAL_LOG_FILE, WAL_SNAP_FILE,
-                                         WAL_SNAP_TMP, WAL_LOCK_FILE };
+                                         WAL_SNAP_TMP, WAL_LOCK_FILE,
+                                         WAL_NEXT_FILE };
     char p[512];
     term_buf_release(&f->args);
     term_buf_release(&f->text);

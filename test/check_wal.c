@@ -194,6 +194,36 @@ START_TEST(journal_on_memory_store_returns_0)
 }
 END_TEST
 
+/* ---- Segment names ------------------------------------------------------ */
+
+static const struct seg_case {
+    const char *id, *name;
+    int ok;
+    uint64_t seq;
+} seg_cases[] = {
+    { "one", "store.wal.1", 1, 1 },
+    { "big", "store.wal.4611686018427387904", 1, UINT64_C(1) << 62 },
+    { "past max", "store.wal.4611686018427387905", 0, 0 },
+    { "overflow", "store.wal.99999999999999999999999", 0, 0 },
+    { "zero", "store.wal.0", 0, 0 },
+    { "leading zero", "store.wal.01", 0, 0 },
+    { "empty", "store.wal.", 0, 0 },
+    { "sign", "store.wal.+1", 0, 0 },
+    { "suffix", "store.wal.12x", 0, 0 },
+    { "the log", "store.wal", 0, 0 },
+    { "tmp", "store.snap.tmp", 0, 0 },
+};
+
+START_TEST(segment_name_parses_only_canonical_seqs)
+{
+    const struct seg_case *c = &seg_cases[_i];
+    uint64_t seq = 0;
+    ck_assert_msg(wal_segment_name(c->name, &seq) == c->ok, "%s", c->id);
+    if (c->ok)
+        ck_assert_uint_eq(seq, c->seq);
+}
+END_TEST
+
 Suite *wal_suite(void)
 {
     Suite *s = suite_create("wal");
@@ -215,6 +245,8 @@ Suite *wal_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("hooks");
     tcase_add_test(tc, journal_on_memory_store_returns_0);
+    tcase_add_loop_test(tc, segment_name_parses_only_canonical_seqs, 0,
+                        (int)(sizeof seg_cases / sizeof seg_cases[0]));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -86,6 +86,7 @@ static void remove_dir(void)
     drop_file(WAL_LOG_FILE);
     drop_file(WAL_SNAP_FILE);
     drop_file(WAL_SNAP_TMP);
+    drop_file(WAL_NEXT_FILE);
     drop_file(WAL_LOCK_FILE);
     rmdir(dir);
 }
@@ -119,6 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fix_crcs(copy + snap, size - snap);
     }
     drop_file(WAL_SNAP_TMP);
+    drop_file(WAL_NEXT_FILE);
     if (snap > 0)
         put_file(WAL_SNAP_FILE, copy, snap);
     else

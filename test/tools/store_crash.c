@@ -14,14 +14,24 @@
  *       having been acknowledged; a batch of B makes that up to B). Prints
  *       "ok N" for the first (largest) N matched, exit 0; or describes the
  *       difference from ACKED and ACKED+1, exit 1.
- * Messages from recovery (a cut torn tail) go to stderr as "note: ...". */
+ * Messages from recovery (a cut torn tail) go to stderr as "note: ...".
+ *
+ * The writer compacts as etsd does: every 50th operation starts a
+ * compaction (store_compact_begin()), waited for in a second thread while
+ * writes go on, and ended between two operations; every 150th operation
+ * instead runs store_snapshot(), the blocking form, inside a batch if one
+ * is open. STORE_CRASH_STEP=N (a store_step_t) makes the writer die by
+ * SIGKILL at that step of a compaction, as a crash there would. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/store.h"
 #include "store/store_int.h"
+#include "store/wal_int.h"
 #include "term/mem.h"
 
 #define KEYS 64
@@ -75,6 +85,70 @@ static void encode_obj(term_buf_t *b, unsigned key, uint64_t i)
 static void encode_key(term_buf_t *b, unsigned key)
 {
     term_put_long(b, key);
+}
+
+/* ---- Compaction in the background ------------------------------------- */
+
+static store_compact_t *compacting;
+static pthread_t waiter;
+static atomic_int waited;
+
+static void *wait_main(void *arg)
+{
+    (void)store_compact_wait(arg);
+    atomic_store(&waited, 1);
+    return NULL;
+}
+
+/* Ends the running compaction if its wait is over (or, with block, once
+ * it is). 0, or its error. */
+static int compact_reap(store_t *s, int block)
+{
+    if (!compacting || (!block && !atomic_load(&waited)))
+        return 0;
+    pthread_join(waiter, NULL);
+    store_compact_info_t info;
+    int rc = store_compact_end(s, compacting, &info);
+    compacting = NULL;
+    if (rc < 0)
+        fprintf(stderr, "error: compaction: %s\n", strerror(-rc));
+    return rc;
+}
+
+/* After operation i: the compaction schedule described at the top. */
+static int compact_tick(store_t *s, uint64_t i)
+{
+    int rc = compact_reap(s, 0);
+    if (rc < 0 || i % 50 != 0)
+        return rc;
+    if (i % 150 == 0) {
+        if ((rc = compact_reap(s, 1)) < 0)
+            return rc;
+        if ((rc = store_snapshot(s)) < 0)
+            fprintf(stderr, "error: snapshot: %s\n", strerror(-rc));
+        return rc;
+    }
+    if (compacting)
+        return 0;
+    rc = store_compact_begin(s, &compacting);
+    if (rc < 0) {
+        compacting = NULL;
+        fprintf(stderr, "error: compaction begin: %s\n", strerror(-rc));
+        return rc;
+    }
+    atomic_store(&waited, 0);
+    if (pthread_create(&waiter, NULL, wait_main, compacting) != 0) {
+        (void)store_compact_wait(compacting);
+        atomic_store(&waited, 1);
+        pthread_create(&waiter, NULL, wait_main, compacting); /* joins at once */
+    }
+    return 0;
+}
+
+static void close_store(store_t *s)
+{
+    (void)compact_reap(s, 1);
+    store_free(s);
 }
 
 static int open_store(const char *dir, store_t **s)
@@ -142,9 +216,9 @@ static int write_batch(store_t *s, store_table_t *t, uint64_t i, uint64_t n)
         rc = apply(s, t, j);
         if (rc < 0)
             fprintf(stderr, "error: op %llu: %s\n", (unsigned long long)j, strerror(-rc));
-        /* A snapshot inside a batch writes the batch so far first. */
-        else if (j % 50 == 0 && (rc = store_snapshot(s)) < 0)
-            fprintf(stderr, "error: snapshot: %s\n", strerror(-rc));
+        /* A compaction inside a batch writes the batch so far first. */
+        else
+            rc = compact_tick(s, j);
     }
     int brc = store_batch_end(s);
     if (rc == 0 && brc < 0) {
@@ -187,14 +261,14 @@ static int do_write_batched(const char *dir, uint64_t start, uint64_t count,
                         strerror(-rc));
             else
                 ack_range(i, i);
-            if (rc == 0 && i % 50 == 0 && (rc = store_snapshot(s)) < 0)
-                fprintf(stderr, "error: snapshot: %s\n", strerror(-rc));
+            if (rc == 0)
+                rc = compact_tick(s, i);
         } else {
             rc = write_batch(s, t, i, n);
         }
         i += n;
     }
-    store_free(s);
+    close_store(s);
     return rc < 0 ? 2 : 0;
 }
 
@@ -224,13 +298,12 @@ static int do_write(const char *dir, uint64_t start, uint64_t count)
         }
         printf("ack %llu\n", (unsigned long long)i);
         fflush(stdout);
-        if (i % 50 == 0 && (rc = store_snapshot(s)) < 0) {
-            fprintf(stderr, "error: snapshot: %s\n", strerror(-rc));
-            store_free(s);
+        if ((rc = compact_tick(s, i)) < 0) {
+            close_store(s);
             return 2;
         }
     }
-    store_free(s);
+    close_store(s);
     return 0;
 }
 
@@ -362,6 +435,13 @@ int main(int argc, char **argv)
         return 2;
     }
     unsigned long long n, count = UINT64_MAX / 2, extra = 1;
+    const char *crash = getenv("STORE_CRASH_STEP");
+    if (crash && *crash) {
+        unsigned long long st;
+        if (parse_u64(crash, &st) < 0 || st >= STORE_STEP_COUNT)
+            return 2;
+        store_test_crash_step = (store_step_t)st;
+    }
     if (parse_u64(argv[3], &n) < 0 || (argc >= 5 && parse_u64(argv[4], &count) < 0) ||
         (argc == 6 && parse_u64(argv[5], &extra) < 0))
         return 2;
