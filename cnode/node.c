@@ -166,6 +166,7 @@ void node_config_defaults(node_config_t *c)
     c->topic_new = "new";
     c->topic_sync = "node_up";
     c->sync_delay_ms = 3000;
+    c->forget_after_ms = 600000;
     c->fsync = NODE_FSYNC_ALWAYS;
     c->fsync_ms = 1000;
     c->max_frame = 1536ULL * 1024 * 1024;

@@ -44,6 +44,8 @@ typedef struct node_config {
     size_t njoin;
     const char *dns;              /* --dns NAME or NULL */
     const char *basename;         /* --basename B or NULL */
+    uint64_t forget_after_ms;     /* --forget-after: a learned member gone that
+                                     long is dropped; default 10 minutes */
     /* replication and PubSub (pg.c, pubsub.c, replicate.c) */
     const char *table;            /* default "users" */
     unsigned keypos;              /* default 1 */
