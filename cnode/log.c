@@ -76,7 +76,7 @@ static uint64_t now_ms(void)
 int log_limit_admit(log_limit_t *l, uint64_t now, unsigned long *summary)
 {
     *summary = 0;
-    if (l->used == 0 && l->dropped == 0) {
+    if (l->used == 0) {
         l->start_ms = now; /* the first line opens the window */
     } else if (now - l->start_ms >= l->window_ms) {
         *summary = l->dropped;
@@ -89,6 +89,7 @@ int log_limit_admit(log_limit_t *l, uint64_t now, unsigned long *summary)
         return 1;
     }
     l->dropped++;
+    l->last_drop_ms = now;
     return 0;
 }
 
@@ -134,11 +135,13 @@ void log_limit_flush(int force)
             l->listed = 0;
             continue;
         }
-        if (force || now - l->start_ms >= l->window_ms) {
-            /* The window is over: its summary now, and the next line
-             * opens a new one. */
+        int over = now - l->start_ms >= l->window_ms;
+        if (force || over || now - l->last_drop_ms >= LOG_LIMIT_QUIET_MS) {
+            /* Its summary now. When the window is over the next line
+             * opens a new one; after a pause the window goes on. */
             write_summary(l, l->dropped, now - l->start_ms);
-            l->used = 0;
+            if (over)
+                l->used = 0;
             l->dropped = 0;
             *pp = l->next;
             l->listed = 0;

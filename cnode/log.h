@@ -28,8 +28,12 @@ void log_line(int level, const char *fmt, ...)
  *   ... warn etsd: 2950 more in the last 60 s: incoming connections that
  *   failed during setup (last: 127.0.0.1:50712: handshake not finished ...)
  * The summary is written by the first log_limited() after the window
- * ends, or by log_limit_flush(), which a periodic timer calls. A limit is
- * a static object (LOG_LIMIT_INIT); only the loop's thread uses it. */
+ * ends, or by log_limit_flush(), which a periodic timer calls, once the
+ * window has ended or the flood has paused for LOG_LIMIT_QUIET_MS (the
+ * window goes on: its burst is not granted again). A limit is a static
+ * object (LOG_LIMIT_INIT); only the loop's thread uses it. */
+#define LOG_LIMIT_QUIET_MS 3000
+
 typedef struct log_limit {
     int level;              /* LOG_* of its lines and its summary */
     const char *what;       /* the summary's description of the lines */
@@ -38,14 +42,15 @@ typedef struct log_limit {
     /* state, zero at start */
     uint64_t start_ms;      /* the current window's start */
     unsigned used;          /* lines written in it */
-    unsigned long dropped;  /* lines counted instead */
+    unsigned long dropped;  /* lines counted instead, not yet summarized */
+    uint64_t last_drop_ms;  /* when the last one was counted */
     int listed;             /* on the list log_limit_flush() walks */
     struct log_limit *next;
     char last[256];         /* the last line counted */
 } log_limit_t;
 
 #define LOG_LIMIT_INIT(level, what, burst, window_ms) \
-    { (level), (what), (burst), (window_ms), 0, 0, 0, 0, NULL, "" }
+    { (level), (what), (burst), (window_ms), 0, 0, 0, 0, 0, NULL, "" }
 
 /* The decision alone (no output), for a line at now_ms (any monotonic
  * clock, in ms): returns 1 if the line may be written, 0 if it is to be
@@ -58,8 +63,9 @@ int log_limit_admit(log_limit_t *l, uint64_t now_ms, unsigned long *summary);
 void log_limited(log_limit_t *l, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Writes the summary of every limit whose window has ended with lines
- * counted; force != 0 writes them all now (at shutdown). */
+/* Writes the summary of every limit with lines counted whose window has
+ * ended or whose flood has paused (see above); force != 0 writes them all
+ * now (at shutdown). */
 void log_limit_flush(int force);
 
 #define log_error(...) log_line(LOG_ERROR, __VA_ARGS__)
