@@ -15,8 +15,9 @@ WRITES=${2:-10000000}
 KEYS=${3:-100000}
 [ -x build/etsd ] || make -s build/etsd
 epmd -names >/dev/null 2>&1 || epmd -daemon
+# The work folder (data dir, etsd's log) is kept when the run fails.
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'rc=$?; if [ $rc -eq 0 ]; then rm -rf "$work"; else echo "soak: kept $work" >&2; fi' EXIT
 erlc -o "$work" erlang_test/phoenix_pubsub_pg2.erl erlang_test/seed_app.erl \
     erlang_test/seed_repo.erl erlang_test/seed_node_listener.erl \
     erlang_test/seed_syncer.erl erlang_test/etsd_soak.erl

@@ -262,8 +262,26 @@ start_etsd() ->
                   end),
     put(etsd, {Port, OsPid, Guard}),
     Node = enode(),
-    ok = await(fun() -> net_adm:ping(Node) =:= pong end, 30000),
-    {now_ms() - Start, OsPid}.
+    %% Recovery replays the whole WAL before etsd registers: it takes
+    %% longer as the WAL grows (until compaction keeps it short).
+    case await(fun() -> port_alive(Port) andalso net_adm:ping(Node) =:= pong end, 300000) of
+        ok -> {now_ms() - Start, OsPid};
+        timeout ->
+            print("soak: etsd did not come back (~s); its log ends:~n~s~n",
+                  [case port_alive(Port) of true -> "still running"; false -> "exited" end,
+                   log_tail(Log, 20)]),
+            error({etsd_restart_failed, Log})
+    end.
+
+port_alive(Port) -> erlang:port_info(Port) =/= undefined.
+
+log_tail(Log, N) ->
+    case file:read_file(Log) of
+        {ok, B} ->
+            Lines = binary:split(B, <<"\n">>, [global, trim]),
+            lists:join("\n", lists:nthtail(max(0, length(Lines) - N), Lines));
+        _ -> "(no log)"
+    end.
 
 stop_etsd() ->
     case get(etsd) of
