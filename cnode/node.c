@@ -1273,7 +1273,9 @@ static const char *peer_hs_name(conn_t *c, void *data)
         return "not_allowed";
     if (strcmp(name, n->name) == 0)
         return "not_allowed";
-    for (peer_t *o = n->peers; o; o = o->next) {
+    /* next is taken first: conn_close() below frees o (peer_closed). */
+    for (peer_t *o = n->peers, *next; o; o = next) {
+        next = o->next;
         if (o == p || o->superseded || conn_state(o->conn) == CONN_CLOSED ||
             strcmp(conn_peer(o->conn), name) != 0)
             continue;

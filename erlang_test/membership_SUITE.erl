@@ -10,7 +10,8 @@
          visible_script_node_that_leaves_is_not_retried/1,
          ei_node_first_rpc_succeeds_and_gets_nothing_unasked/1,
          member_gone_from_every_nodes_list_is_forgotten/1,
-         idle_connection_flood_gives_bounded_log/1]).
+         idle_connection_flood_gives_bounded_log/1,
+         repeated_incoming_attempts_from_one_node_keep_etsd_up/1]).
 
 suite() -> [{timetrap, {seconds, 60}}].
 
@@ -19,7 +20,8 @@ all() ->
      visible_script_node_that_leaves_is_not_retried,
      ei_node_first_rpc_succeeds_and_gets_nothing_unasked,
      member_gone_from_every_nodes_list_is_forgotten,
-     idle_connection_flood_gives_bounded_log].
+     idle_connection_flood_gives_bounded_log,
+     repeated_incoming_attempts_from_one_node_keep_etsd_up].
 
 %% Idle sockets open for 3,000 connections: this node must have the fds.
 -define(FLOOD, 3000).
@@ -182,4 +184,46 @@ summarized(Log, Re) ->
     case re:run(Log, Re, [global, {capture, all_but_first, list}]) of
         {match, L} -> lists:sum([list_to_integer(N) || [N] <- L]);
         nomatch -> 0
+    end.
+
+%% A node retrying while etsd cannot answer (etsd replaying a long WAL
+%% after a restart, in the soak run) leaves several incoming handshakes
+%% under one name: each newer one replaces the older, and etsd stays up
+%% (it used to read the replaced peer after freeing it, and crash).
+repeated_incoming_attempts_from_one_node_keep_etsd_up(Config) ->
+    E = etsd(Config, []),
+    EN = maps:get(node, E),
+    Port = etsd_test_lib:etsd_port(E),
+    Name = etsd_test_lib:unique_name("retrier") ++ "@127.0.0.1",
+    Socks = [begin
+                 {ok, S} = gen_tcp:connect("127.0.0.1", Port, [binary, {active, false}]),
+                 ok = gen_tcp:send(S, name_msg(Name)),
+                 %% etsd answers each with sok and its challenge, then waits.
+                 {ok, <<3:16, "sok">>} = gen_tcp:recv(S, 5, 5000),
+                 S
+             end || _ <- lists:seq(1, 4)],
+    %% The three older attempts were closed (after the challenge that
+    %% followed sok), the newest is still waiting for its reply.
+    [closed = drain(S) || S <- lists:sublist(Socks, 3)],
+    pong = net_adm:ping(EN),
+    EN = erpc:call(EN, erlang, node, []),
+    [gen_tcp:close(S) || S <- Socks],
+    ok.
+
+%% A raw client's 'N' name message (erl_dist_protocol): OTP 25's mandatory
+%% flags plus what etsd needs to talk back (dist.hrl values).
+name_msg(Name) ->
+    Flags = 16#04 bor 16#10 bor 16#80 bor 16#100 bor 16#200 bor 16#400 bor 16#800
+        bor 16#10000 bor 16#20000 bor 16#40000 bor 16#01000000 bor 16#04000000
+        bor 16#08 bor 16#20 bor 16#4000 bor 16#02000000 bor (16#04 bsl 32),
+    N = list_to_binary(Name),
+    Body = <<$N, Flags:64, 1:32, (byte_size(N)):16, N/binary>>,
+    <<(byte_size(Body)):16, Body/binary>>.
+
+drain(S) ->
+    case gen_tcp:recv(S, 0, 5000) of
+        {ok, _} -> drain(S);
+        {error, closed} -> closed;
+        {error, econnreset} -> closed;
+        {error, timeout} -> still_open
     end.
