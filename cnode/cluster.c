@@ -1,5 +1,6 @@
 /* cluster.c: cluster membership for a hidden node. BEAM nodes never tell a
- * hidden node about each other, so etsd asks them (nodes() over rex). */
+ * hidden node about each other, so etsd asks the visible ones (nodes() over
+ * rex); members.c decides what is retried and what is forgotten. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -9,23 +10,15 @@
 
 #include "cnode/cluster.h"
 #include "cnode/log.h"
+#include "cnode/members.h"
 #include "cnode/rexc.h"
 #include "term/mem.h"
-
-typedef struct cl_node {
-    cluster_t *c;
-    char *name;
-    unsigned backoff_ms;
-    int connecting;
-    int failures;
-    uv_timer_t timer;
-    struct cl_node *next;
-} cl_node_t;
 
 struct cluster {
     node_t *node;
     rexc_t *rexc;
-    cl_node_t *nodes;
+    members_t members;
+    uv_timer_t tick;    /* the next retry or forget (members_next_due) */
     uv_timer_t poll;
     unsigned poll_ms;
     uv_getaddrinfo_t *dns_req;
@@ -33,90 +26,117 @@ struct cluster {
     int shut;
 };
 
-static void attempt(cl_node_t *e);
-
-static void retry_cb(uv_timer_t *t)
+static uint64_t now_ms(cluster_t *c)
 {
-    attempt(t->data);
+    return uv_now(node_loop(c->node));
 }
 
-static void schedule(cl_node_t *e, unsigned ms)
+/* Why a connect attempt failed, for the one line per state change. */
+static const char *failure_text(int status)
 {
-    if (!e->c->shut)
-        uv_timer_start(&e->timer, retry_cb, ms, 0);
+    switch (status) {
+    case -EHOSTUNREACH:
+        return "host is unreachable";
+    case -ECONNREFUSED:
+        return "connection refused (epmd or the node is not listening)";
+    case -ECONNRESET:
+        return "connection closed during the handshake (a wrong cookie?)";
+    case -EACCES:
+        return "handshake refused (a wrong cookie?)";
+    case -ETIMEDOUT:
+        return "timed out";
+    default:
+        return uv_strerror(status);
+    }
+}
+
+static void tick_cb(uv_timer_t *t);
+
+/* Sets the tick timer to the next thing the members want done. */
+static void rearm(cluster_t *c)
+{
+    uint64_t due, now;
+    if (c->shut)
+        return;
+    due = members_next_due(&c->members);
+    if (due == UINT64_MAX) {
+        uv_timer_stop(&c->tick);
+        return;
+    }
+    now = now_ms(c);
+    uv_timer_start(&c->tick, tick_cb, due > now ? due - now : 0, 0);
 }
 
 static void connect_cb(node_t *n, const char *peer, int status, void *data)
 {
-    cl_node_t *e = data;
+    cluster_t *c = data;
     (void)n;
-    e->connecting = 0;
-    if (e->c->shut)
+    if (c->shut)
         return;
     if (status == 0) {
-        e->backoff_ms = CLUSTER_BACKOFF_MIN_MS;
-        e->failures = 0;
-        return;
-    }
-    /* Log the first failure and then every tenth, not every retry. */
-    if (e->failures++ % 10 == 0) {
+        (void)members_up(&c->members, peer, now_ms(c));
+    } else if (members_failed(&c->members, peer, status, now_ms(c)) == 1) {
         const char *at = strchr(peer, '@');
-        if (status == -ENOENT && at)
-            log_info("%s: cluster: connect failed: no node named %.*s is registered "
-                     "with EPMD on %s; retrying", peer, (int)(at - peer), peer, at + 1);
+        if (status == -ENOENT && at)   /* EPMD answered, and does not know it */
+            log_info("%s: cluster: cannot connect: no node named %.*s is registered with "
+                     "EPMD on %s; retrying with backoff (logged again only if the reason "
+                     "changes)", peer, (int)(at - peer), peer, at + 1);
         else
-            log_info("%s: cluster: connect failed: %s; retrying", peer, uv_strerror(status));
+            log_info("%s: cluster: cannot connect: %s; retrying with backoff (logged again "
+                     "only if the reason changes)", peer, failure_text(status));
     }
-    schedule(e, e->backoff_ms);
-    e->backoff_ms = e->backoff_ms * 2 > CLUSTER_BACKOFF_MAX_MS ? CLUSTER_BACKOFF_MAX_MS
-                                                              : e->backoff_ms * 2;
+    rearm(c);
 }
 
-static void attempt(cl_node_t *e)
+static void try_cb(members_node_t *e, void *data)
+{
+    cluster_t *c = data;
+    int rc;
+    if (node_is_connected(c->node, e->name)) {
+        (void)members_up(&c->members, e->name, now_ms(c));
+        return;
+    }
+    (void)members_connecting(&c->members, e->name);
+    log_debug("%s: cluster: connecting", e->name);
+    rc = node_connect(c->node, e->name, connect_cb, c);
+    if (rc < 0 && members_failed(&c->members, e->name, rc, now_ms(c)) == 1)
+        log_warn("%s: cluster: %s", e->name, uv_strerror(rc));
+}
+
+static void forget_cb(const members_node_t *e, void *data)
+{
+    cluster_t *c = data;
+    log_info("%s: cluster: forgotten: in no member's nodes() and not connected for %llu s",
+             e->name, (unsigned long long)(c->members.forget_after_ms / 1000));
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    cluster_t *c = t->data;
+    members_tick(&c->members, now_ms(c), try_cb, forget_cb, c);
+    rearm(c);
+}
+
+static int add(cluster_t *c, const char *name, members_origin_t origin)
 {
     int rc;
-    if (e->c->shut || e->connecting || node_is_connected(e->c->node, e->name))
-        return;
-    e->connecting = 1;
-    rc = node_connect(e->c->node, e->name, connect_cb, e);
-    if (rc < 0) {
-        e->connecting = 0;
-        log_warn("%s: cluster: %s", e->name, uv_strerror(rc));
-        schedule(e, CLUSTER_BACKOFF_MAX_MS);
-    }
-}
-
-static cl_node_t *find(cluster_t *c, const char *name)
-{
-    for (cl_node_t *e = c->nodes; e; e = e->next)
-        if (strcmp(e->name, name) == 0)
-            return e;
-    return NULL;
+    if (!strchr(name, '@') || strlen(name) >= TERM_ATOM_MAX)
+        return -EINVAL;
+    if (strcmp(name, node_name(c->node)) == 0)
+        return 0;
+    rc = members_add(&c->members, name, origin, now_ms(c));
+    if (rc == 1)
+        rearm(c);
+    return rc;
 }
 
 int cluster_add(cluster_t *c, const char *name)
 {
-    cl_node_t *e;
-    if (!strchr(name, '@') || strlen(name) >= TERM_ATOM_MAX)
-        return -EINVAL;
-    if (strcmp(name, node_name(c->node)) == 0 || find(c, name))
-        return 0;
-    if (!(e = mem_calloc(1, sizeof *e)) || !(e->name = mem_strdup(name))) {
-        mem_free(e);
-        return -ENOMEM;
-    }
-    e->c = c;
-    e->backoff_ms = CLUSTER_BACKOFF_MIN_MS;
-    uv_timer_init(node_loop(c->node), &e->timer);
-    e->timer.data = e;
-    e->next = c->nodes;
-    c->nodes = e;
-    log_debug("%s: cluster: added", name);
-    schedule(e, 0);
-    return 0;
+    int rc = add(c, name, MEMBERS_JOIN);
+    return rc < 0 ? rc : 0;
 }
 
-/* nodes() of a peer: connect to every node it lists that we lack. */
+/* nodes() of a peer: its visible nodes are members; connect to new ones. */
 static void nodes_cb(rexc_t *rc, const char *peer, int status, const char *res,
                      size_t len, void *data)
 {
@@ -134,10 +154,9 @@ static void nodes_cb(rexc_t *rc, const char *peer, int status, const char *res,
     for (uint32_t i = 0; i < n; i++) {
         if (term_get_atom(&r, atom) < 0)
             return;
-        if (!find(c, atom) && strcmp(atom, node_name(c->node)) != 0) {
+        /* Listed again: the forget clock of a known member starts over. */
+        if (add(c, atom, MEMBERS_LEARNED) == 1)
             log_info("%s: cluster: learned %s from its nodes()", peer, atom);
-            (void)cluster_add(c, atom);
-        }
     }
 }
 
@@ -164,10 +183,8 @@ static void dns_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             !inet_ntop(a->ai_family, addr, ip, sizeof ip))
             continue;
         snprintf(name, sizeof name, "%s@%s", cfg->basename, ip);
-        if (!find(c, name) && strcmp(name, node_name(c->node)) != 0) {
+        if (add(c, name, MEMBERS_DNS) == 1)
             log_info("cluster: dns %s: %s", cfg->dns, name);
-            (void)cluster_add(c, name);
-        }
     }
     uv_freeaddrinfo(res);
 }
@@ -197,6 +214,19 @@ static void dns_lookup(cluster_t *c)
     c->dns_req = req;
 }
 
+/* Asks peer for nodes() if it is a visible node. A hidden peer (hidden
+ * BEAM node, remote shell, ei node) is never asked: BEAM asks nobody, and
+ * a C node reading its socket would take the call for its own reply. */
+static void ask_nodes(cluster_t *c, const char *peer)
+{
+    int rc;
+    if (node_peer_published(c->node, peer) != 1)
+        return;
+    rc = rexc_call(c->rexc, peer, "erlang", "nodes", "j", 1, c->poll_ms, nodes_cb, c);
+    if (rc < 0)
+        log_debug("%s: cluster: nodes() not asked: %s", peer, uv_strerror(rc));
+}
+
 static void poll_cb(uv_timer_t *t)
 {
     cluster_t *c = t->data;
@@ -205,41 +235,36 @@ static void poll_cb(uv_timer_t *t)
 
     if (n > 256)
         n = 256;
-    for (size_t i = 0; i < n; i++) {
-        /* A BEAM node answers with its visible nodes; a node without rex
-         * (another C node) times out quietly. */
-        int rc = rexc_call(c->rexc, names[i], "erlang", "nodes", "j", 1,
-                           c->poll_ms, nodes_cb, c);
-        if (rc < 0)
-            log_warn("%s: cluster: nodes(): %s", names[i], uv_strerror(rc));
-    }
+    for (size_t i = 0; i < n; i++)
+        ask_nodes(c, names[i]);
     dns_lookup(c);
+    /* Rate-limited log lines (log.h) get their summary within a poll. */
+    log_limit_flush(0);
 }
 
 static void event_cb(node_t *n, node_event_t ev, const char *peer,
                      const char *reason, void *data)
 {
     cluster_t *c = data;
-    cl_node_t *e;
-    (void)n;
+    int rc;
     (void)reason;
     if (c->shut)
         return;
-    e = find(c, peer);
     if (ev == NODE_UP) {
-        /* A node that connected to us is one to keep. */
-        if (!e)
-            (void)cluster_add(c, peer);
-        /* Ask it for the rest of the cluster at once. */
-        if (rexc_call(c->rexc, peer, "erlang", "nodes", "j", 1, c->poll_ms,
-                      nodes_cb, c) < 0)
-            log_debug("%s: cluster: nodes() not asked", peer);
-        return;
+        rc = members_up(&c->members, peer, now_ms(c));
+        if (rc == 1)
+            log_info("%s: cluster: connected again", peer);
+        else if (rc == -ENOENT)
+            /* A caller (a script, a shell, a C node): served while it
+             * stays, not tried again once it leaves. */
+            log_debug("%s: cluster: %s caller, not a member", peer,
+                      node_peer_published(n, peer) == 1 ? "visible" : "hidden");
+        /* Ask a visible node for the rest of the cluster at once. */
+        ask_nodes(c, peer);
+    } else if (members_down(&c->members, peer, now_ms(c)) == -ENOENT) {
+        log_debug("%s: cluster: caller left; not retried", peer);
     }
-    if (e) {
-        e->backoff_ms = CLUSTER_BACKOFF_MIN_MS;
-        schedule(e, CLUSTER_BACKOFF_MIN_MS);
-    }
+    rearm(c);
 }
 
 static void shutdown_cb(node_t *n, void *data)
@@ -251,15 +276,14 @@ static void shutdown_cb(node_t *n, void *data)
     node_unsubscribe(n, c->sub_id);
     uv_timer_stop(&c->poll);
     uv_close((uv_handle_t *)&c->poll, NULL);
-    for (cl_node_t *e = c->nodes; e; e = e->next) {
-        uv_timer_stop(&e->timer);
-        uv_close((uv_handle_t *)&e->timer, NULL);
-    }
+    uv_timer_stop(&c->tick);
+    uv_close((uv_handle_t *)&c->tick, NULL);
     if (c->dns_req)
         uv_cancel((uv_req_t *)c->dns_req);
     c->dns_req = NULL;
     rexc_free(c->rexc);
     c->rexc = NULL;
+    log_limit_flush(1);
 }
 
 int cluster_new(node_t *n, unsigned poll_ms, cluster_t **out)
@@ -272,12 +296,15 @@ int cluster_new(node_t *n, unsigned poll_ms, cluster_t **out)
         return -ENOMEM;
     c->node = n;
     c->poll_ms = poll_ms ? poll_ms : CLUSTER_POLL_MS;
+    members_init(&c->members, cfg->forget_after_ms);
     if ((rc = rexc_new(n, &c->rexc)) < 0)
         goto fail;
     if ((rc = node_subscribe(n, event_cb, c, &c->sub_id)) < 0)
         goto fail_rexc;
     if ((rc = node_on_shutdown(n, shutdown_cb, c)) < 0)
         goto fail_sub;
+    uv_timer_init(node_loop(n), &c->tick);
+    c->tick.data = c;
     uv_timer_init(node_loop(n), &c->poll);
     c->poll.data = c;
     uv_timer_start(&c->poll, poll_cb, c->poll_ms, c->poll_ms);
@@ -293,6 +320,7 @@ fail_sub:
 fail_rexc:
     rexc_free(c->rexc);
 fail:
+    members_release(&c->members);
     mem_free(c);
     return rc;
 }
@@ -302,12 +330,7 @@ void cluster_free(cluster_t *c)
     if (!c)
         return;
     rexc_free(c->rexc);
-    while (c->nodes) {
-        cl_node_t *e = c->nodes;
-        c->nodes = e->next;
-        mem_free(e->name);
-        mem_free(e);
-    }
+    members_release(&c->members);
     mem_free(c);
 }
 
@@ -330,19 +353,16 @@ int cluster_nodes_cb(void *arg, term_buf_t *out)
 int cluster_info_cb(void *arg, term_buf_t *out, uint32_t *count)
 {
     cluster_t *c = arg;
-    size_t n = 0;
 
-    for (cl_node_t *e = c->nodes; e; e = e->next)
-        n++;
-    /* peers => [{Node, up | connecting | down}] for every node etsd keeps. */
+    /* peers => [{Node, up | connecting | down}] for every member. */
     term_put_atom(out, "peers");
-    if (n)
-        term_put_list(out, (uint32_t)n);
-    for (cl_node_t *e = c->nodes; e; e = e->next) {
+    if (c->members.count)
+        term_put_list(out, (uint32_t)c->members.count);
+    for (members_node_t *e = c->members.head; e; e = e->next) {
         term_put_tuple(out, 2);
         term_put_atom(out, e->name);
         term_put_atom(out, node_is_connected(c->node, e->name) ? "up"
-                           : e->connecting                     ? "connecting"
+                           : e->state == MEMBERS_CONNECTING    ? "connecting"
                                                                : "down");
     }
     term_put_nil(out);

@@ -116,6 +116,18 @@ static const char *who(const conn_t *c)
     return c->peer[0] ? c->peer : c->addr[0] ? c->addr : "?";
 }
 
+/* A flood of sockets that never finish their handshake (idle, junk, or a
+ * peer retrying with a wrong cookie) would write a line each: these lines
+ * are rate limited, with a summary of the rest (log.h). */
+static log_limit_t setup_in_log =
+    LOG_LIMIT_INIT(LOG_WARN, "incoming connections that failed during setup", 50, 60000);
+static log_limit_t setup_out_log =
+    LOG_LIMIT_INIT(LOG_WARN, "outgoing connections that failed during the handshake", 50, 60000);
+static log_limit_t setup_note_log =
+    LOG_LIMIT_INIT(LOG_INFO, "connections refused or ended during the handshake", 50, 60000);
+#define setup_log(c, ...) \
+    log_limited(conn_is_initiator(c) ? &setup_out_log : &setup_in_log, __VA_ARGS__)
+
 /* Marks c closed and closes its handles (all three were initialised by
  * conn_alloc()); c is freed once every close callback ran and nothing else
  * holds it (conn_maybe_free()). Closing a timer stops it, so a pending
@@ -398,7 +410,7 @@ static void on_tick(uv_timer_t *t)
 {
     conn_t *c = t->data;
     if (c->state != CONN_UP) {
-        log_warn("%s: handshake not finished in %u ms: closing", who(c), c->lim.setup_ms);
+        setup_log(c, "%s: handshake not finished in %u ms: closing", who(c), c->lim.setup_ms);
         conn_close(c, -ETIMEDOUT, "handshake timeout");
         return;
     }
@@ -454,7 +466,7 @@ static void handshake_error(conn_t *c, int rc)
     if (rc == -EALREADY)
         log_info("%s: %s", who(c), why);
     else
-        log_warn("%s: handshake failed: %s", who(c), why);
+        setup_log(c, "%s: handshake failed: %s", who(c), why);
     conn_close(c, rc, why);
 }
 
@@ -486,14 +498,14 @@ static ssize_t feed_handshake(conn_t *c, const char *p, size_t len)
             return -1;
         }
         if (c->hs.state == HS_S_FAILED) {
-            log_info("%s: connection refused with status %s", who(c), status);
+            log_limited(&setup_note_log, "%s: connection refused with status %s", who(c), status);
             c->hs.why = status;
             write_cbuf(c, &out, 1);
             return -1;
         }
     }
     if (ev == HS_EV_FAILED) {
-        log_info("%s: handshake ended: %s", who(c), c->hs.why);
+        log_limited(&setup_note_log, "%s: handshake ended: %s", who(c), c->hs.why);
         write_cbuf(c, &out, 1);
         return -1;
     }
@@ -646,7 +658,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         else if (c->tls && !tls_established(c->tls))
             log_warn("%s: TLS handshake failed: %s", who(c), why);
         else
-            log_warn("%s: handshake failed: %s", who(c), why);
+            setup_log(c, "%s: handshake failed: %s", who(c), why);
         conn_close(c, up ? 0 : -ECONNRESET, why);
         return;
     }
@@ -839,7 +851,7 @@ static void on_connected(uv_connect_t *req, int status)
     if (c->state == CONN_CLOSED)
         return;
     if (status < 0) {
-        log_info("%s: connect: %s", who(c), uv_strerror(status));
+        log_debug("%s: connect: %s", who(c), uv_strerror(status)); /* the caller logs it */
         conn_close(c, status, "connect failed");
         return;
     }
@@ -868,8 +880,8 @@ static void on_port(int status, uint16_t port, const struct sockaddr *addr, void
         return;
     }
     if (status < 0) {
-        log_info("%s: epmd look-up: %s", who(c),
-                 status == -ENOENT ? "not registered" : uv_strerror(status));
+        log_debug("%s: epmd look-up: %s", who(c), /* the caller logs it */
+                  status == -ENOENT ? "not registered" : uv_strerror(status));
         /* -ENOENT: EPMD answered, and does not know the name. */
         conn_close(c, status, "epmd look-up failed");
         return;

@@ -38,6 +38,9 @@ static const char usage[] =
     "  --cookie C | --cookie-file F     default: ~/.erlang.cookie\n"
     "  --join NODE[,NODE...]            nodes to connect to\n"
     "  --dns NAME --basename B          every A/AAAA record of NAME as node B@IP\n"
+    "  --forget-after T                 drop a node found by nodes() or DNS once it\n"
+    "                                   is gone from them and down this long:\n"
+    "                                   seconds, or with a unit ms|s|m|h (default 10m)\n"
     "  --table users --keypos 1         the ETS table mirrored\n"
     "  --pubsub MyApp.PubSub            PubSub server name; --pool-size N\n"
     "  --topic-new new --topic-sync node_up --sync-delay-ms 3000\n"
@@ -193,6 +196,26 @@ static int parse_uint(const char *opt, const char *v, unsigned long long min,
     return 0;
 }
 
+/* --forget-after: seconds, or a number with a unit (ms, s, m, h). */
+static int parse_duration_ms(const char *opt, const char *v, uint64_t *out)
+{
+    static const struct { const char *unit; uint64_t ms; } units[] = {
+        {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    char *e;
+    errno = 0;
+    unsigned long long x = strtoull(v, &e, 10);
+    if (!errno && e != v && v[0] != '-' && x > 0) {
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+            if (strcmp(e, units[i].unit) == 0 && x <= UINT64_MAX / units[i].ms / 1000) {
+                *out = x * units[i].ms;
+                return 0;
+            }
+        }
+    }
+    fprintf(stderr, "etsd: %s: bad duration '%s' (want e.g. 600, 90s, 10m, 1h)\n", opt, v);
+    return -EINVAL;
+}
+
 static int short_hostname(char *out, size_t sz, int full)
 {
     char h[256];
@@ -308,7 +331,7 @@ static int parse_args(int argc, char **argv, node_config_t *cfg, main_opts_t *op
             arg = optbuf;
         }
         static const char *const known[] = {
-            "--name", "--sname", "--cookie", "--cookie-file", "--join", "--dns",
+            "--name", "--sname", "--cookie", "--cookie-file", "--join", "--dns", "--forget-after",
             "--basename", "--table", "--keypos", "--pubsub", "--pool-size",
             "--topic-new", "--topic-sync", "--sync-delay-ms", "--data-dir", "--fsync",
             "--port", "--net-ticktime", "--log-level", "--max-frame", "--max-queue",
@@ -342,6 +365,9 @@ static int parse_args(int argc, char **argv, node_config_t *cfg, main_opts_t *op
                 return 2;
         } else if (strcmp(arg, "--dns") == 0) {
             cfg->dns = val;
+        } else if (strcmp(arg, "--forget-after") == 0) {
+            if (parse_duration_ms(arg, val, &cfg->forget_after_ms) < 0)
+                return 2;
         } else if (strcmp(arg, "--basename") == 0) {
             cfg->basename = val;
         } else if (strcmp(arg, "--table") == 0) {

@@ -66,6 +66,7 @@ typedef struct peer {            /* one connection (any state) */
     conn_t *conn;
     node_t *node;
     int up;
+    int published;               /* the peer's handshake flags had DFLAG_PUBLISHED */
     int superseded;              /* dropped for another connection to the same node */
     unsigned bad_frames;         /* malformed or unknown frames seen (log limit) */
 } peer_t;
@@ -166,6 +167,7 @@ void node_config_defaults(node_config_t *c)
     c->topic_new = "new";
     c->topic_sync = "node_up";
     c->sync_delay_ms = 3000;
+    c->forget_after_ms = 600000;
     c->fsync = NODE_FSYNC_ALWAYS;
     c->fsync_ms = 1000;
     c->max_frame = 1536ULL * 1024 * 1024;
@@ -1311,8 +1313,8 @@ static const char *peer_hs_name(conn_t *c, void *data)
         return "not_allowed";
     if (strcmp(name, n->name) == 0)
         return "not_allowed";
-    peer_t *next;
-    for (peer_t *o = n->peers; o; o = next) {
+    /* next is taken first: conn_close() below frees o (peer_closed). */
+    for (peer_t *o = n->peers, *next; o; o = next) {
         next = o->next;
         if (o == p || o->superseded || conn_state(o->conn) == CONN_CLOSED ||
             strcmp(conn_peer(o->conn), name) != 0)
@@ -1369,6 +1371,9 @@ static void peer_up(conn_t *c, void *data)
         o = next;
     }
     p->up = 1;
+    /* dist_util:publish_type/1: a peer is visible only if it published
+     * itself; a hidden BEAM node, a remote shell or an ei node did not. */
+    p->published = (conn_peer_flags(c) & DFLAG_PUBLISHED) != 0;
     adopt_orphans(n, c);
     log_info("%s: nodeup (%s)", conn_peer(c), conn_is_initiator(c) ? "outgoing" : "incoming");
     emit(n, NODE_UP, conn_peer(c), NULL);
@@ -1501,6 +1506,12 @@ size_t node_connected(node_t *n, const char **names, size_t max)
 int node_is_connected(node_t *n, const char *peer)
 {
     return find_peer(n, peer, 1) != NULL;
+}
+
+int node_peer_published(node_t *n, const char *peer)
+{
+    peer_t *p = find_peer(n, peer, 1);
+    return p ? p->published : -ENOTCONN;
 }
 
 /* ---- Built-in mailboxes ---------------------------------------------------- */
@@ -1708,11 +1719,15 @@ static void echo_cb(node_mbox_t *mb, const node_msg_t *m, void *data)
 
 /* ---- Lifecycle ------------------------------------------------------------ */
 
+/* Out of file descriptors, accept fails once per pending connection:
+ * a flood must not write a line each (log.h). */
+static log_limit_t accept_log = LOG_LIMIT_INIT(LOG_WARN, "failed accepts", 20, 60000);
+
 static void on_connection(uv_stream_t *server, int status)
 {
     node_t *n = server->data;
     if (status < 0) {
-        log_warn("accept: %s", uv_strerror(status));
+        log_limited(&accept_log, "accept: %s", uv_strerror(status));
         return;
     }
     peer_t *p = mem_calloc(1, sizeof *p);
@@ -1721,7 +1736,7 @@ static void on_connection(uv_stream_t *server, int status)
     p->node = n;
     int rc = conn_accept(server, &n->hs_template, &n->lim, &peer_ops, p, &p->conn);
     if (rc < 0) {
-        log_warn("accept: %s", uv_strerror(rc));
+        log_limited(&accept_log, "accept: %s", uv_strerror(rc));
         mem_free(p);
         return;
     }

@@ -44,6 +44,8 @@ typedef struct node_config {
     size_t njoin;
     const char *dns;              /* --dns NAME or NULL */
     const char *basename;         /* --basename B or NULL */
+    uint64_t forget_after_ms;     /* --forget-after: a learned member gone that
+                                     long is dropped; default 10 minutes */
     /* replication and PubSub (pg.c, pubsub.c, replicate.c) */
     const char *table;            /* default "users" */
     unsigned keypos;              /* default 1 */
@@ -283,5 +285,13 @@ size_t node_connected(node_t *n, const char **names, size_t max);
 
 /* 1 if peer is connected (handshake done). */
 int node_is_connected(node_t *n, const char *peer);
+
+/* 1 if peer is connected and published itself (DFLAG_PUBLISHED in its
+ * handshake flags: a visible BEAM node), 0 if it is connected but hidden
+ * (a BEAM node started with -hidden, a remote shell, an ei or other C
+ * node), -ENOTCONN if it is not connected. BEAM treats a hidden peer as
+ * dist_util:publish_type/1 says: pg sends it no discover and nothing
+ * reconnects to it; services do the same. */
+int node_peer_published(node_t *n, const char *peer);
 
 #endif

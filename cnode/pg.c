@@ -891,6 +891,10 @@ static void pg_event_cb(node_t *n, node_event_t ev, const char *peer,
     if (pg->shut)
         return;
     if (ev == NODE_UP) {
+        /* pg.erl hears of visible nodes only (monitor_nodes/1, nodes()):
+         * a hidden peer (ei node, remote shell) gets no discover. */
+        if (node_peer_published(n, peer) != 1)
+            return;
         /* pg.erl's nodeup clause: ask that node's scope to exchange, and
          * ask again until it answers (its app may not have started it). */
         send_discover_node(pg, peer);
