@@ -115,7 +115,6 @@ static void event_cb(node_t *n, node_event_t ev, const char *peer, const char *r
                      void *data)
 {
     otprel_t *o = data;
-    (void)n;
     (void)reason;
     if (o->shut)
         return;
@@ -125,7 +124,9 @@ static void event_cb(node_t *n, node_event_t ev, const char *peer, const char *r
         decide(o);
         return;
     }
-    if (find(o, peer))
+    /* A hidden peer (a C node, a remote shell) is not of the cluster, and
+     * a C node would read the question in place of its own rpc replies. */
+    if (find(o, peer) || node_peer_published(n, peer) != 1)
         return;
     peer_rel_t *p = mem_calloc(1, sizeof *p);
     if (!p || !(p->name = mem_strdup(peer))) {

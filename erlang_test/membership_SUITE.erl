@@ -139,7 +139,7 @@ member_gone_from_every_nodes_list_is_forgotten(Config) ->
     etsd_test_lib:await_log(E, BRe ++ ": cluster: forgotten", 20000),
     false = lists:member(B, peers_of(E)),
     %% Its failures were logged once, with the reason, not per retry.
-    1 = count(etsd_test_lib:etsd_log(E), BRe ++ ": cluster: cannot connect: not registered"),
+    1 = count(etsd_test_lib:etsd_log(E), BRe ++ ": cluster: cannot connect: no node named"),
     1 = count(etsd_test_lib:etsd_log(E), BRe ++ ": cluster: forgotten"),
     %% Forgotten means no more attempts.
     After = attempts(E, B),

@@ -123,7 +123,13 @@ await(Pid, Opts) ->
                 ping -> fun() -> net_adm:ping(Node) =:= pong end;
                 epmd ->
                     [Name, Host] = string:split(atom_to_list(Node), "@"),
-                    fun() -> element(1, erl_epmd:port_please(Name, Host)) =:= port end;
+                    %% An IP literal goes as an address: a node on IPv4
+                    %% cannot look up "::1" as a host name.
+                    At = case inet:parse_address(Host) of
+                             {ok, IP} -> IP;
+                             _ -> Host
+                         end,
+                    fun() -> element(1, erl_epmd:port_please(Name, At)) =:= port end;
                 joined ->
                     Scope = maps:get(scope, Opts, 'Elixir.Phoenix.PubSub'),
                     Join = maps:get(join, Opts, []),
