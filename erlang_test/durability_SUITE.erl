@@ -307,6 +307,8 @@ etsd_cycles(Config, Dir, K, Acked, Comp) ->
     W = spawn(fun() -> etsd_writer(N, Self, length(Keys)) end),
     receive after 100 + rand:uniform(400) -> ok end,
     etsd_test_lib:kill_etsd(E, "KILL"),
+    %% The next etsd takes the directory's lock only once this one is gone.
+    {ok, _} = etsd_test_lib:await_exit(E, 10000),
     Last = receive {acked, W, L} -> L after 20000 -> ct:fail(writer_stuck) end,
     C = length(compactions(E)),
     etsd_cycles(Config, Dir, K - 1, Last, Comp + C).

@@ -10,7 +10,8 @@
 # mounts live in its own mount namespace and vanish with it, so nothing stays
 # mounted on the host, and deleting a root never reaches the host's /dev.
 # Inside, the project folder, /tmp and $HOME are the host's own, at the same
-# paths, and the network is the host's: the host's epmd serves both. The
+# paths, /etc/hosts too (so -sname nodes resolve this host's short name), and
+# the network is the host's: the host's epmd serves both. The
 # cache is there too, so a node in one root can start a peer in another
 # (the mixed-release suite does).
 set -euo pipefail
@@ -69,7 +70,8 @@ enter() {
     project=$(cd "$(dirname "$0")/.." && pwd)
     exec_args=(--bind "$dir" / --dev /dev --proc /proc --bind /tmp /tmp
                --bind "$HOME" "$HOME" --bind "$project" "$project" --bind "$cache" "$cache"
-               --ro-bind /etc/resolv.conf /etc/resolv.conf --die-with-parent
+               --ro-bind /etc/resolv.conf /etc/resolv.conf --ro-bind /etc/hosts /etc/hosts
+               --die-with-parent
                --setenv HOME "$HOME" --setenv PATH /usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
                --chdir "$PWD")
     # The caller's folder may be a checkout elsewhere (a fresh clone in CI).
