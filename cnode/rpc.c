@@ -217,6 +217,21 @@ static store_table_t *big_tab2list(rpc_t *rp, const char *mod, const char *fun,
     return t;
 }
 
+/* A job of kind for peer, named after table (or what it waits for); the
+ * caller fills in the rest. NULL when out of memory. */
+static rpc_job_t *job_new(rpc_t *rp, int kind, const char *peer, const char *table)
+{
+    rpc_job_t *j = mem_calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->rp = rp;
+    j->kind = kind;
+    j->t0 = uv_hrtime();
+    snprintf(j->peer, sizeof(j->peer), "%s", peer);
+    snprintf(j->table, sizeof(j->table), "%s", table);
+    return j;
+}
+
 /* Starts the encode of t after the head already in *head (taken over:
  * *head is left empty). On 0 the job owns mb (may be NULL) and replies
  * when done; on failure nothing was sent and the caller still owns mb. */
@@ -226,14 +241,9 @@ static int job_start(rpc_t *rp, store_table_t *t, const char *table, const char 
     int rc;
     if (head->err)
         return head->err;
-    rpc_job_t *j = mem_calloc(1, sizeof(*j));
+    rpc_job_t *j = job_new(rp, kind, peer, table);
     if (!j)
         return -ENOMEM;
-    j->rp = rp;
-    j->kind = kind;
-    j->t0 = uv_hrtime();
-    snprintf(j->peer, sizeof(j->peer), "%s", peer);
-    snprintf(j->table, sizeof(j->table), "%s", table);
     j->buf = *head;
     term_buf_init(head);
     if ((rc = store_encode_begin(t, &j->buf, &j->enc)) < 0)
@@ -310,14 +320,9 @@ static int snap_start(rpc_t *rp, const char *peer, int kind, node_mbox_t *mb,
     int rc;
     if (head->err)
         return head->err;
-    rpc_job_t *j = mem_calloc(1, sizeof(*j));
+    rpc_job_t *j = job_new(rp, kind, peer, "snapshot");
     if (!j)
         return -ENOMEM;
-    j->rp = rp;
-    j->kind = kind;
-    j->t0 = uv_hrtime();
-    snprintf(j->peer, sizeof(j->peer), "%s", peer);
-    snprintf(j->table, sizeof(j->table), "%s", "snapshot");
     if ((rc = uv_idle_init(node_loop(rp->node), &j->idle)) < 0) {
         mem_free(j);
         return rc;
